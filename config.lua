@@ -1,0 +1,18 @@
+-- The example application's configuration. Every key is documented in README.md.
+return {
+  listen = "127.0.0.1:8080",
+  -- workers = 2,              -- default: the number of CPUs
+  scripts = "scripts",
+  app = "app",
+  debug = false,
+  shutdown_timeout = 10,
+  limits = {
+    max_header_bytes = 16384,
+    max_body_bytes = 1048576,
+    max_connections = 10000,
+    header_timeout = 10,
+    body_timeout = 30,
+    keepalive_timeout = 75,
+  },
+  log = { level = "info", error = "stderr", access = false },
+}

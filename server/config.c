@@ -1,0 +1,272 @@
+/* config.lua → sq_config_t.
+ *
+ * Runs on the main thread before anything else starts. The file is plain Lua returning a table; it
+ * runs in its own lua_State that is closed before workers start, so nothing in a worker's VM can
+ * depend on it. Validation is driven by one schema table so that every key has exactly one
+ * definition of its type, range and default, and an unknown or mistyped key is reported by its
+ * dotted name. */
+#include "config.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "log.h"
+#include "mem.h"
+
+enum field_kind { F_STRING, F_PATH, F_PATH_OR_FALSE, F_INT, F_SECONDS, F_BOOL, F_LEVEL, F_TABLE };
+
+typedef struct field {
+  const char *name;
+  enum field_kind kind;
+  size_t offset;
+  double min, max;           /* F_INT and F_SECONDS */
+  const struct field *sub;   /* F_TABLE: its own fields, terminated by a NULL name */
+} field_t;
+
+#define OFF(m) offsetof(sq_config_t, m)
+
+static const field_t limits_fields[] = {
+  {"max_header_bytes", F_INT, OFF(limits.max_header_bytes), 256, 1 << 30, NULL},
+  {"max_body_bytes", F_INT, OFF(limits.max_body_bytes), 0, 1L << 40, NULL},
+  {"max_connections", F_INT, OFF(limits.max_connections), 1, 1 << 24, NULL},
+  {"header_timeout", F_SECONDS, OFF(limits.header_timeout), 0.001, 86400, NULL},
+  {"body_timeout", F_SECONDS, OFF(limits.body_timeout), 0.001, 86400, NULL},
+  {"keepalive_timeout", F_SECONDS, OFF(limits.keepalive_timeout), 0.001, 86400, NULL},
+  {NULL, 0, 0, 0, 0, NULL},
+};
+
+static const field_t log_fields[] = {
+  {"level", F_LEVEL, OFF(log.level), 0, 0, NULL},
+  {"error", F_PATH, OFF(log.error), 0, 0, NULL},
+  {"access", F_PATH_OR_FALSE, OFF(log.access), 0, 0, NULL},
+  {NULL, 0, 0, 0, 0, NULL},
+};
+
+static const field_t top_fields[] = {
+  {"listen", F_STRING, OFF(listen), 0, 0, NULL},
+  {"workers", F_INT, OFF(workers), 1, 256, NULL},
+  {"scripts", F_PATH, OFF(scripts), 0, 0, NULL},
+  {"app", F_STRING, OFF(app), 0, 0, NULL},
+  {"debug", F_BOOL, OFF(debug), 0, 0, NULL},
+  {"shutdown_timeout", F_SECONDS, OFF(shutdown_timeout), 0, 86400, NULL},
+  {"limits", F_TABLE, 0, 0, 0, limits_fields},
+  {"log", F_TABLE, 0, 0, 0, log_fields},
+  {NULL, 0, 0, 0, 0, NULL},
+};
+
+static void set_defaults(sq_config_t *c)
+{
+  c->listen = sq_strdup("127.0.0.1:8080");
+  c->workers = (int)uv_available_parallelism();
+  c->scripts = sq_strdup("scripts");
+  c->app = sq_strdup("app");
+  c->debug = 0;
+  c->shutdown_timeout = 10;
+  c->limits.max_header_bytes = 16384;
+  c->limits.max_body_bytes = 1048576;
+  c->limits.max_connections = 10000;
+  c->limits.header_timeout = 10;
+  c->limits.body_timeout = 30;
+  c->limits.keepalive_timeout = 75;
+  c->log.level = SQ_LOG_INFO;
+  c->log.error = sq_strdup("stderr");
+  c->log.access = NULL;
+}
+
+static char *resolve(const char *dir, const char *p)
+{
+  if (p[0] == '/' || strcmp(p, "stderr") == 0)
+    return sq_strdup(p);
+  size_t n = strlen(dir) + strlen(p) + 2;
+  char *out = sq_malloc(n);
+  snprintf(out, n, "%s/%s", dir, p);
+  return out;
+}
+
+static void replace_str(char **slot, char *v)
+{
+  free(*slot);
+  *slot = v;
+}
+
+/* Reads the value at the top of L's stack into the field; `key` is the dotted name for errors. */
+static int read_field(sq_config_t *c, const field_t *f, lua_State *L, const char *key, char *err,
+                      size_t errlen)
+{
+  char *base = (char *)c;
+  int t = lua_type(L, -1);
+  switch (f->kind) {
+  case F_STRING:
+  case F_PATH:
+  case F_PATH_OR_FALSE:
+    if (f->kind == F_PATH_OR_FALSE && t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
+      replace_str((char **)(base + f->offset), NULL);
+      return 0;
+    }
+    if (t != LUA_TSTRING || lua_objlen(L, -1) == 0)
+      goto type_error;
+    replace_str((char **)(base + f->offset),
+                f->kind == F_STRING ? sq_strdup(lua_tostring(L, -1)) : resolve(c->dir, lua_tostring(L, -1)));
+    return 0;
+  case F_INT:
+  case F_SECONDS: {
+    if (t != LUA_TNUMBER)
+      goto type_error;
+    double v = lua_tonumber(L, -1);
+    if (f->kind == F_INT && v != floor(v))
+      goto type_error;
+    if (!(v >= f->min && v <= f->max)) {
+      snprintf(err, errlen, "%s: %s must be between %g and %g, got %g", c->path, key, f->min, f->max, v);
+      return -1;
+    }
+    if (f->kind == F_SECONDS)
+      *(double *)(base + f->offset) = v;
+    else if (f->offset == OFF(workers))
+      *(int *)(base + f->offset) = (int)v;
+    else
+      *(long *)(base + f->offset) = (long)v;
+    return 0;
+  }
+  case F_BOOL:
+    if (t != LUA_TBOOLEAN)
+      goto type_error;
+    *(int *)(base + f->offset) = lua_toboolean(L, -1);
+    return 0;
+  case F_LEVEL: {
+    int lvl = t == LUA_TSTRING ? sq_log_level_parse(lua_tostring(L, -1)) : -1;
+    if (lvl < 0) {
+      snprintf(err, errlen, "%s: %s must be one of \"debug\", \"info\", \"warn\", \"error\"", c->path, key);
+      return -1;
+    }
+    *(int *)(base + f->offset) = lvl;
+    return 0;
+  }
+  case F_TABLE:
+    break;
+  }
+  return 0;
+
+type_error:;
+  static const char *const expected[] = {
+    [F_STRING] = "a non-empty string", [F_PATH] = "a non-empty path string",
+    [F_PATH_OR_FALSE] = "a path string or false", [F_INT] = "an integer",
+    [F_SECONDS] = "a number of seconds", [F_BOOL] = "a boolean",
+  };
+  snprintf(err, errlen, "%s: %s must be %s, got %s", c->path, key, expected[f->kind], lua_typename(L, t));
+  return -1;
+}
+
+static int read_table(sq_config_t *c, const field_t *fields, lua_State *L, const char *prefix, char *err,
+                      size_t errlen)
+{
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    char key[256];
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      snprintf(err, errlen, "%s: %s has a non-string key (%s)", c->path, *prefix ? prefix : "the table",
+               lua_typename(L, lua_type(L, -2)));
+      return -1;
+    }
+    snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", lua_tostring(L, -2));
+    const field_t *f = fields;
+    while (f->name && strcmp(f->name, lua_tostring(L, -2)) != 0)
+      f++;
+    if (!f->name) {
+      snprintf(err, errlen, "%s: unknown key %s", c->path, key);
+      return -1;
+    }
+    int rc;
+    if (f->kind == F_TABLE) {
+      if (!lua_istable(L, -1)) {
+        snprintf(err, errlen, "%s: %s must be a table, got %s", c->path, key, lua_typename(L, lua_type(L, -1)));
+        return -1;
+      }
+      rc = read_table(c, f->sub, L, key, err, errlen);
+    } else {
+      rc = read_field(c, f, L, key, err, errlen);
+    }
+    if (rc < 0)
+      return -1;
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+static int parse_listen(sq_config_t *c, char *err, size_t errlen)
+{
+  const char *s = c->listen, *colon;
+  char host[256];
+  if (s[0] == '[') {
+    const char *close = strchr(s, ']');
+    if (!close || close[1] != ':' || (size_t)(close - s - 1) >= sizeof host)
+      goto bad;
+    memcpy(host, s + 1, (size_t)(close - s - 1));
+    host[close - s - 1] = '\0';
+    colon = close + 1;
+  } else {
+    colon = strrchr(s, ':');
+    if (!colon || (size_t)(colon - s) >= sizeof host || colon == s)
+      goto bad;
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = '\0';
+  }
+  char *end;
+  long port = strtol(colon + 1, &end, 10);
+  if (*end || end == colon + 1 || port < 0 || port > 65535)
+    goto bad;
+  c->listen_host = sq_strdup(host);
+  c->listen_port = (int)port;
+  return 0;
+bad:
+  snprintf(err, errlen, "%s: listen must be \"host:port\" or \"[ipv6]:port\", got \"%s\"", c->path, s);
+  return -1;
+}
+
+int sq_config_load(sq_config_t *c, const char *path, char *err, size_t errlen)
+{
+  memset(c, 0, sizeof *c);
+  c->path = sq_strdup(path);
+  const char *slash = strrchr(path, '/');
+  c->dir = slash ? strndup(path, (size_t)(slash == path ? 1 : slash - path)) : sq_strdup(".");
+  set_defaults(c);
+  replace_str(&c->scripts, resolve(c->dir, "scripts"));
+
+  lua_State *L = luaL_newstate();
+  if (!L)
+    sq__oom(0);
+  luaL_openlibs(L);
+  int rc = -1;
+  if (luaL_loadfile(L, path) || lua_pcall(L, 0, 1, 0)) {
+    snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    goto done;
+  }
+  if (!lua_istable(L, -1)) {
+    snprintf(err, errlen, "%s: must return a table, returned %s", path, lua_typename(L, lua_type(L, -1)));
+    goto done;
+  }
+  if (read_table(c, top_fields, L, "", err, errlen) < 0 || parse_listen(c, err, errlen) < 0)
+    goto done;
+  rc = 0;
+done:
+  lua_close(L);
+  return rc;
+}
+
+void sq_config_free(sq_config_t *c)
+{
+  free(c->path);
+  free(c->dir);
+  free(c->listen);
+  free(c->listen_host);
+  free(c->scripts);
+  free(c->app);
+  free(c->log.error);
+  free(c->log.access);
+  memset(c, 0, sizeof *c);
+}

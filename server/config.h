@@ -1,0 +1,39 @@
+/* The server's configuration: config.lua evaluated once at start-up and copied into C. */
+#ifndef SQ_CONFIG_H
+#define SQ_CONFIG_H
+
+#include <stddef.h>
+
+typedef struct {
+  char *path;          /* the config file as given */
+  char *dir;           /* its directory: relative paths in the file are resolved against it */
+  char *listen;        /* "host:port" or "[v6]:port" as written */
+  char *listen_host;   /* parsed from listen */
+  int listen_port;
+  int workers;
+  char *scripts;       /* absolute or config-relative, resolved */
+  char *app;           /* module name under scripts */
+  int debug;
+  double shutdown_timeout;
+  struct {
+    long max_header_bytes;
+    long max_body_bytes;
+    long max_connections;
+    double header_timeout;
+    double body_timeout;
+    double keepalive_timeout;
+  } limits;
+  struct {
+    int level;
+    char *error;       /* "stderr" or a resolved path */
+    char *access;      /* NULL when off */
+  } log;
+} sq_config_t;
+
+/* Main thread. Runs the file in a throwaway lua_State, checks every key against the schema and
+ * fills `cfg` (defaults for what is absent). Returns 0, or -1 with a message in `err` that names
+ * the offending key. */
+int sq_config_load(sq_config_t *cfg, const char *path, char *err, size_t errlen);
+void sq_config_free(sq_config_t *cfg);
+
+#endif

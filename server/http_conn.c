@@ -1,0 +1,622 @@
+/* Client connections.
+ *
+ * Thread: the owning worker's, always. A connection reads into `rbuf`, feeds llhttp, and pauses
+ * the parser (HPE_PAUSED from on_message_complete) while the request's handler runs, so that
+ * pipelined requests are answered strictly in order: the next one is not even parsed before the
+ * current response has been queued. Responses are appended to `out`; `out` is handed to the
+ * kernel when no more buffered input can be answered right away, so a pipelined batch leaves in
+ * one write.
+ *
+ * Lifetime: the connection is freed in the close callback of the last of its two handles. A
+ * handler may still be running (waiting on a yield) when the client goes away; closing then
+ * detaches the bridge's task first, so the coroutine finds no connection when it resumes and
+ * never writes into freed memory. */
+#include "http_conn.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "http_msg.h"
+#include "log.h"
+#include "lua_bridge.h"
+
+enum { T_NONE, T_IDLE, T_HEADER, T_BODY, T_LINGER };
+
+/* Input kept while a handler runs beyond which we stop reading: pipelining is no excuse for a
+ * client to make us buffer without bound. */
+#define SQ_READ_PAUSE_BYTES (1u << 20)
+/* How long to drain input after our FIN, so that unread request bytes do not make the kernel
+ * reset the connection before the client has read the final response. */
+#define SQ_LINGER_MS 2000
+
+struct sq_conn_s {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  uv_write_t wreq;
+  uv_shutdown_t sreq;
+  sq_worker_t *w;
+  sq_conn_t *prev, *next;
+  llhttp_t parser;
+  sq_req_t req;
+  char *rbuf;
+  size_t rlen, rcap, rpos;       /* bytes held, allocated, and already fed to the parser */
+  size_t header_bytes;
+  size_t resp_mark;              /* out.len when the current response began */
+  int resp_status;
+  int error_status;              /* set by a parser callback that refuses the request */
+  int timer_mode;
+  int handles;
+  int peer_port;
+  sq_buf_t out;                  /* responses not yet handed to the kernel */
+  sq_buf_t wbuf;                 /* the write in flight */
+  unsigned in_message : 1, in_handler : 1, dispatching : 1, last_was_value : 1, writing : 1,
+      closing : 1, want_close : 1, read_stopped : 1, eof : 1, lingering : 1, counted : 1;
+  char peer[48];
+};
+
+static llhttp_settings_t parser_settings;
+static void conn_process(sq_conn_t *c);
+static void conn_flush(sq_conn_t *c);
+static void conn_close(sq_conn_t *c);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+sq_conn_t *sq_conn_next(sq_conn_t *c) { return c->next; }
+const sq_req_t *sq_conn_request(const sq_conn_t *c) { return &c->req; }
+sq_worker_t *sq_conn_worker(const sq_conn_t *c) { return c->w; }
+
+const char *sq_conn_peer(const sq_conn_t *c, int *port)
+{
+  *port = c->peer_port;
+  return c->peer;
+}
+
+/* ---- timers ------------------------------------------------------------------------------ */
+
+static void on_timer(uv_timer_t *t);
+
+static void timer_set(sq_conn_t *c, int mode, double seconds)
+{
+  c->timer_mode = mode;
+  if (mode == T_NONE)
+    uv_timer_stop(&c->timer);
+  else
+    uv_timer_start(&c->timer, on_timer, (uint64_t)(seconds * 1000.0 + 0.5), 0);
+}
+
+static void conn_fail(sq_conn_t *c, int status);
+
+static void on_timer(uv_timer_t *t)
+{
+  sq_conn_t *c = t->data;
+  switch (c->timer_mode) {
+  case T_HEADER:
+    /* A connection that never sent a byte gets no answer (nothing to answer); one that sent
+     * part of a request is told why it is being cut off. */
+    if (c->in_message)
+      conn_fail(c, 408);
+    else
+      conn_close(c);
+    break;
+  case T_BODY:
+    conn_fail(c, 408);
+    break;
+  default:
+    conn_close(c);
+  }
+}
+
+/* ---- parser callbacks -------------------------------------------------------------------- */
+
+static int count_header_bytes(sq_conn_t *c, size_t n)
+{
+  c->header_bytes += n;
+  if (c->header_bytes > (size_t)c->w->cfg->limits.max_header_bytes) {
+    c->error_status = 431;
+    return -1;
+  }
+  return 0;
+}
+
+static int on_message_begin(llhttp_t *p)
+{
+  sq_conn_t *c = p->data;
+  sq_req_t *r = &c->req;
+  r->head.len = 0;
+  r->url_len = 0;
+  r->nheaders = 0;
+  r->body.len = 0;
+  c->header_bytes = 0;
+  c->last_was_value = 0;
+  c->in_message = 1;
+  r->start_ms = uv_now(&c->w->loop);
+  if (c->timer_mode != T_HEADER)
+    timer_set(c, T_HEADER, c->w->cfg->limits.header_timeout);
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+  sq_conn_t *c = p->data;
+  if (count_header_bytes(c, len))
+    return -1;
+  sq_buf_append(&c->req.head, at, len);
+  c->req.url_len += (uint32_t)len;
+  return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+  sq_conn_t *c = p->data;
+  sq_req_t *r = &c->req;
+  if (count_header_bytes(c, len))
+    return -1;
+  if (r->nheaders == 0 || c->last_was_value) {
+    if (r->nheaders == r->headers_cap) {
+      r->headers_cap = r->headers_cap ? r->headers_cap * 2 : 16;
+      r->headers = sq_realloc(r->headers, sizeof *r->headers * (size_t)r->headers_cap);
+    }
+    sq_header_t *h = &r->headers[r->nheaders++];
+    h->name_off = (uint32_t)r->head.len;
+    h->name_len = 0;
+    h->value_off = (uint32_t)r->head.len;
+    h->value_len = 0;
+    c->last_was_value = 0;
+  }
+  sq_buf_append(&r->head, at, len);
+  r->headers[r->nheaders - 1].name_len += (uint32_t)len;
+  return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+  sq_conn_t *c = p->data;
+  sq_req_t *r = &c->req;
+  if (count_header_bytes(c, len))
+    return -1;
+  sq_header_t *h = &r->headers[r->nheaders - 1];
+  if (!c->last_was_value) {
+    h->value_off = (uint32_t)r->head.len;
+    c->last_was_value = 1;
+  }
+  sq_buf_append(&r->head, at, len);
+  h->value_len += (uint32_t)len;
+  return 0;
+}
+
+static const sq_header_t *find_header(const sq_req_t *r, const char *name, size_t nlen)
+{
+  for (int i = 0; i < r->nheaders; i++) {
+    const sq_header_t *h = &r->headers[i];
+    if (h->name_len == nlen && sq_http_casecmp(r->head.data + h->name_off, name, nlen) == 0)
+      return h;
+  }
+  return NULL;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+  sq_conn_t *c = p->data;
+  const sq_config_t *cfg = c->w->cfg;
+  int has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)cfg->limits.max_body_bytes) {
+    c->error_status = 413;
+    return -1;
+  }
+  const sq_header_t *expect = find_header(&c->req, "expect", 6);
+  if (expect && has_body && p->http_minor >= 1) {
+    if (expect->value_len != 12 || sq_http_casecmp(c->req.head.data + expect->value_off, "100-continue", 12)) {
+      c->error_status = 417;
+      return -1;
+    }
+    /* The client waits for this before sending the body: it cannot sit in `out` behind a
+     * response that is not written yet, and `out` is empty here because we only parse when
+     * no handler is running and everything before has been flushed or is in flight. */
+    sq_buf_append(&c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    conn_flush(c);
+  }
+  if (has_body)
+    timer_set(c, T_BODY, cfg->limits.body_timeout);
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+  sq_conn_t *c = p->data;
+  if (c->req.body.len + len > (size_t)c->w->cfg->limits.max_body_bytes) {
+    c->error_status = 413;
+    return -1;
+  }
+  sq_buf_append(&c->req.body, at, len);
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+  sq_conn_t *c = p->data;
+  sq_req_t *r = &c->req;
+  c->in_message = 0;
+  timer_set(c, T_NONE, 0);
+  r->method = llhttp_method_name((llhttp_method_t)p->method);
+  r->http_minor = p->http_minor;
+  /* No protocol upgrades: answer the request and close instead of switching. */
+  r->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
+  r->is_head = p->method == HTTP_HEAD;
+  return HPE_PAUSED;
+}
+
+/* ---- reading ----------------------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+  sq_conn_t *c = h->data;
+  if (c->rpos > 0 && c->rpos == c->rlen)
+    c->rpos = c->rlen = 0;
+  if (c->rcap - c->rlen < 4096) {
+    if (c->rpos > 0) {
+      memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+      c->rlen -= c->rpos;
+      c->rpos = 0;
+    }
+    if (c->rcap - c->rlen < 4096) {
+      c->rcap = c->rcap ? c->rcap * 2 : 16384;
+      c->rbuf = sq_realloc(c->rbuf, c->rcap);
+    }
+  }
+  *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+  sq_conn_t *c = s->data;
+  if (c->closing)
+    return;
+  if (nread == 0)
+    return;
+  if (c->lingering) {
+    if (nread < 0)
+      conn_close(c);
+    c->rlen = c->rpos;  /* discard */
+    return;
+  }
+  if (nread < 0) {
+    uv_read_stop(s);
+    c->read_stopped = 1;
+    /* A reset leaves nobody to answer; so does EOF in the middle of a request (llhttp_finish
+     * reports that). A running handler is detached by the close and its result dropped. */
+    if (nread != UV_EOF || (!c->in_handler && llhttp_finish(&c->parser) != HPE_OK) ||
+        (!c->in_handler && c->in_message)) {
+      conn_close(c);
+      return;
+    }
+    c->eof = 1;
+    if (!c->in_handler)
+      conn_process(c);
+    return;
+  }
+  c->rlen += (size_t)nread;
+  if (c->in_handler) {
+    if (c->rlen - c->rpos > SQ_READ_PAUSE_BYTES) {
+      uv_read_stop(s);
+      c->read_stopped = 1;
+    }
+    return;
+  }
+  conn_process(c);
+}
+
+/* ---- the request loop -------------------------------------------------------------------- */
+
+static int status_for_parse_error(sq_conn_t *c, llhttp_errno_t e)
+{
+  if (c->error_status)
+    return c->error_status;
+  return e == HPE_INVALID_VERSION ? 505 : 400;
+}
+
+static void conn_process(sq_conn_t *c)
+{
+  while (!c->in_handler && !c->closing && !c->want_close && c->rpos < c->rlen) {
+    const char *start = c->rbuf + c->rpos;
+    llhttp_errno_t e = llhttp_execute(&c->parser, start, c->rlen - c->rpos);
+    if (e == HPE_OK) {
+      c->rpos = c->rlen;
+      break;
+    }
+    if (e != HPE_PAUSED) {
+      conn_fail(c, status_for_parse_error(c, e));
+      return;
+    }
+    c->rpos = (size_t)(llhttp_get_error_pos(&c->parser) - c->rbuf);
+    llhttp_resume(&c->parser);
+    c->in_handler = 1;
+    c->dispatching = 1;
+    sq_bridge_dispatch(c->w->bridge, c);
+    c->dispatching = 0;
+  }
+  if (c->in_handler || c->closing)
+    return;
+  if (c->eof || c->w->draining)
+    c->want_close = 1;
+  if (!c->want_close && !c->in_message && c->timer_mode != T_IDLE)
+    timer_set(c, T_IDLE, c->w->cfg->limits.keepalive_timeout);
+  conn_flush(c);
+}
+
+/* ---- responses --------------------------------------------------------------------------- */
+
+void sq_conn_response_begin(sq_conn_t *c, int status)
+{
+  assert(c->in_handler);
+  c->resp_mark = c->out.len;
+  c->resp_status = status;
+  sq_http_status_line(&c->out, status);
+  sq_buf_append(&c->out, "Server: squall\r\n", 16);
+  const char *date = sq_worker_date_line(c->w);
+  sq_buf_append(&c->out, date, strlen(date));
+}
+
+int sq_conn_response_header(sq_conn_t *c, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+  if (!sq_http_header_ok(name, nlen, value, vlen))
+    return -1;
+  if (!sq_http_header_reserved(name, nlen))
+    sq_http_header(&c->out, name, nlen, value, vlen);
+  else if (nlen == 10 && vlen == 5 && sq_http_casecmp(value, "close", 5) == 0)
+    c->req.keep_alive = 0;  /* a handler may ask to close; framing stays ours */
+  return 0;
+}
+
+void sq_conn_response_abort(sq_conn_t *c) { c->out.len = c->resp_mark; }
+
+static void access_log(sq_conn_t *c, size_t body_len)
+{
+  const sq_req_t *r = &c->req;
+  char line[2048], when[32];
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(when, sizeof when, "%d/%b/%Y:%H:%M:%S +0000", &tm);
+  uint64_t ms = uv_now(&c->w->loop) - r->start_ms;
+  int url = r->url_len > 1024 ? 1024 : (int)r->url_len;
+  int n = snprintf(line, sizeof line, "%s - - [%s] \"%s %.*s HTTP/1.%d\" %d %zu %.3f\n", c->peer, when,
+                   r->method, url, r->head.data, r->http_minor, c->resp_status, body_len, ms / 1000.0);
+  if (n > (int)sizeof line - 1)
+    n = (int)sizeof line - 1;
+  sq_log_access(line, (size_t)n);
+}
+
+void sq_conn_response_end(sq_conn_t *c, const char *body, size_t len)
+{
+  sq_req_t *r = &c->req;
+  char framing[96];
+  int keep = r->keep_alive && !c->w->draining && !c->eof;
+  int n = snprintf(framing, sizeof framing, "Content-Length: %zu\r\n%s\r\n", len,
+                   !keep ? "Connection: close\r\n" : r->http_minor == 0 ? "Connection: keep-alive\r\n" : "");
+  sq_buf_append(&c->out, framing, (size_t)n);
+  if (!r->is_head)
+    sq_buf_append(&c->out, body, len);
+  if (sq_log_access_enabled())
+    access_log(c, len);
+  r->task = NULL;
+  c->in_handler = 0;
+  if (!keep)
+    c->want_close = 1;
+  if (c->dispatching)
+    return;  /* conn_process, further up this stack, carries on with the next request */
+  if (c->read_stopped && !c->eof && !c->want_close) {
+    c->read_stopped = 0;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  }
+  conn_process(c);
+}
+
+/* ---- writing and closing ----------------------------------------------------------------- */
+
+static void finish_close(sq_conn_t *c);
+
+static void on_write(uv_write_t *req, int status)
+{
+  sq_conn_t *c = req->data;
+  c->writing = 0;
+  c->wbuf.len = 0;
+  if (c->closing)
+    return;
+  if (status < 0) {
+    conn_close(c);
+    return;
+  }
+  conn_flush(c);
+}
+
+static void conn_flush(sq_conn_t *c)
+{
+  if (c->writing || c->closing)
+    return;
+  if (c->out.len == 0) {
+    if (c->want_close && !c->in_handler)
+      finish_close(c);
+    return;
+  }
+  sq_buf_t t = c->wbuf;
+  c->wbuf = c->out;
+  c->out = t;
+  c->out.len = 0;
+  uv_buf_t b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
+  /* Most responses fit in the socket buffer: try the write inline and skip the request/callback
+   * round trip unless the kernel pushes back. */
+  int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  if (n == (int)b.len) {
+    c->wbuf.len = 0;
+    if (c->want_close && !c->in_handler)
+      finish_close(c);
+    return;
+  }
+  if (n < 0 && n != UV_EAGAIN) {
+    conn_close(c);
+    return;
+  }
+  if (n > 0) {
+    b.base += n;
+    b.len -= (unsigned)n;
+  }
+  c->writing = 1;
+  c->wreq.data = c;
+  if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
+    c->writing = 0;
+    conn_close(c);
+  }
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+  sq_conn_t *c = req->data;
+  if (c->closing)
+    return;
+  if (status < 0 || c->eof) {
+    conn_close(c);
+    return;
+  }
+  c->lingering = 1;
+  timer_set(c, T_LINGER, SQ_LINGER_MS / 1000.0);
+  if (c->read_stopped) {
+    c->read_stopped = 0;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  }
+}
+
+/* Everything is written and the connection is to end: send FIN, then linger for the peer's. */
+static void finish_close(sq_conn_t *c)
+{
+  if (c->lingering || c->closing)
+    return;
+  if (c->eof) {
+    conn_close(c);
+    return;
+  }
+  c->sreq.data = c;
+  timer_set(c, T_NONE, 0);
+  if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
+    conn_close(c);
+}
+
+static void conn_fail(sq_conn_t *c, int status)
+{
+  if (c->closing)
+    return;
+  c->in_message = 0;
+  sq_http_simple_response(&c->out, status, sq_worker_date_line(c->w), 1, 0);
+  if (sq_log_enabled(SQ_LOG_DEBUG))
+    sq_log(SQ_LOG_DEBUG, "worker %d: %s: %d %s (%s)", c->w->id, c->peer, status, sq_http_reason(status),
+           llhttp_get_error_reason(&c->parser) ? llhttp_get_error_reason(&c->parser) : "timeout");
+  c->want_close = 1;
+  conn_flush(c);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+  sq_conn_t *c = h->data;
+  if (--c->handles > 0)
+    return;
+  sq_worker_t *w = c->w;
+  if (c->prev)
+    c->prev->next = c->next;
+  else if (w->conns == c)
+    w->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  if (c->counted)
+    atomic_fetch_sub(&w->server->nconns, 1);
+  free(c->rbuf);
+  sq_buf_free(&c->req.head);
+  sq_buf_free(&c->req.body);
+  free(c->req.headers);
+  sq_buf_free(&c->out);
+  sq_buf_free(&c->wbuf);
+  free(c);
+  w->nconns--;
+  sq__worker_conn_closed(w);
+}
+
+static void conn_close(sq_conn_t *c)
+{
+  if (c->closing)
+    return;
+  c->closing = 1;
+  if (c->in_handler && c->req.task)
+    sq_bridge_detach(c->w->bridge, c->req.task);
+  c->req.task = NULL;
+  uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+  uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+void sq_conn_shutdown(sq_conn_t *c, int force)
+{
+  if (force) {
+    conn_close(c);
+    return;
+  }
+  if (c->in_handler || c->closing)
+    return;  /* sq_conn_response_end sees `draining` and closes after the response */
+  c->want_close = 1;
+  conn_flush(c);
+}
+
+/* ---- accepting --------------------------------------------------------------------------- */
+
+void sq_conn_accept(uv_stream_t *listener, int status)
+{
+  sq_worker_t *w = listener->data;
+  if (status < 0) {
+    sq_log(SQ_LOG_WARN, "worker %d: accept: %s", w->id, uv_strerror(status));
+    return;
+  }
+  if (!parser_settings.on_message_complete) {
+    llhttp_settings_init(&parser_settings);
+    parser_settings.on_message_begin = on_message_begin;
+    parser_settings.on_url = on_url;
+    parser_settings.on_header_field = on_header_field;
+    parser_settings.on_header_value = on_header_value;
+    parser_settings.on_headers_complete = on_headers_complete;
+    parser_settings.on_body = on_body;
+    parser_settings.on_message_complete = on_message_complete;
+  }
+  sq_conn_t *c = sq_calloc(1, sizeof *c);
+  c->w = w;
+  c->tcp.data = c;
+  c->timer.data = c;
+  c->handles = 2;
+  uv_tcp_init(&w->loop, &c->tcp);
+  uv_timer_init(&w->loop, &c->timer);
+  c->next = w->conns;
+  if (w->conns)
+    w->conns->prev = c;
+  w->conns = c;
+  w->nconns++;
+  if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0) {
+    conn_close(c);
+    return;
+  }
+  c->counted = 1;
+  if (atomic_fetch_add(&w->server->nconns, 1) >= w->cfg->limits.max_connections) {
+    /* Over the limit: closing at once costs the least and tells the client to back off. */
+    conn_close(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+    if (ss.ss_family == AF_INET6) {
+      uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
+      c->peer_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    } else {
+      uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
+      c->peer_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    }
+  }
+  llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
+  c->parser.data = c;
+  timer_set(c, T_HEADER, w->cfg->limits.header_timeout);
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}

@@ -1,0 +1,196 @@
+/* Start-up order, signals and shutdown.
+ *
+ * Thread: main. It parses arguments, loads the config, binds the listening sockets, starts the
+ * workers and then only waits: for SIGTERM/SIGINT (drain, bounded by shutdown_timeout, then
+ * force) and for the workers' exit notices. It never touches a worker's loop or lua_State. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "config.h"
+#include "log.h"
+#include "lua_bridge.h"
+#include "mem.h"
+#include "worker.h"
+
+typedef struct {
+  sq_server_t server;
+  uv_loop_t *loop;
+  uv_signal_t sigterm, sigint;
+  uv_timer_t deadline;
+  uv_async_t exited;
+  int nexited;
+  int stopping;
+} sq_main_t;
+
+static void usage(FILE *f)
+{
+  fprintf(f,
+          "usage: squall [-c config.lua]          serve the app\n"
+          "       squall --check [-c config.lua]  load config and scripts, report the first error\n"
+          "       squall --help | --version\n");
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+  sq_main_t *m = t->data;
+  sq_log(SQ_LOG_WARN, "shutdown_timeout reached: closing the remaining connections");
+  for (int i = 0; i < m->server.nworkers; i++)
+    sq_worker_command(&m->server.workers[i], SQ_WORKER_FORCE);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+  sq_main_t *m = s->data;
+  if (m->stopping) {
+    sq_log(SQ_LOG_WARN, "second signal: closing the remaining connections now");
+    on_deadline(&m->deadline);
+    return;
+  }
+  m->stopping = 1;
+  sq_log(SQ_LOG_INFO, "%s: draining in-flight requests (at most %gs)", signum == SIGINT ? "SIGINT" : "SIGTERM",
+         m->server.cfg->shutdown_timeout);
+  for (int i = 0; i < m->server.nworkers; i++)
+    sq_worker_command(&m->server.workers[i], SQ_WORKER_DRAIN);
+  uv_timer_start(&m->deadline, on_deadline, (uint64_t)(m->server.cfg->shutdown_timeout * 1000), 0);
+}
+
+static void on_exited(uv_async_t *a)
+{
+  sq_main_t *m = a->data;
+  /* Sends coalesce: count the threads that have really finished rather than the wake-ups. */
+  int done = 0;
+  for (int i = 0; i < m->server.nworkers; i++)
+    done += atomic_load(&m->server.workers[i].command) == -1;
+  m->nexited = done;
+  if (done < m->server.nworkers)
+    return;
+  uv_close((uv_handle_t *)&m->sigterm, NULL);
+  uv_close((uv_handle_t *)&m->sigint, NULL);
+  uv_close((uv_handle_t *)&m->deadline, NULL);
+  uv_close((uv_handle_t *)&m->exited, NULL);
+}
+
+static int check(const sq_config_t *cfg)
+{
+  char err[4096];
+  sq_bridge_t *b = sq_bridge_new(cfg, NULL, err, sizeof err);
+  if (!b) {
+    fprintf(stderr, "squall: %s\n", err);
+    return 1;
+  }
+  sq_bridge_free(b);
+  printf("squall: %s: configuration and scripts are ok\n", cfg->path);
+  return 0;
+}
+
+static int serve(sq_config_t *cfg)
+{
+  static sq_main_t m;
+  char err[1024];
+  sq_server_t *s = &m.server;
+  s->cfg = cfg;
+  s->nworkers = cfg->workers;
+  s->workers = sq_calloc((size_t)s->nworkers, sizeof *s->workers);
+  atomic_init(&s->nconns, 0);
+  m.loop = uv_default_loop();
+  uv_async_init(m.loop, &m.exited, on_exited);
+  m.exited.data = &m;
+  s->exited = &m.exited;
+  uv_sem_init(&s->started, 0);
+  for (int i = 0; i < s->nworkers; i++) {
+    s->workers[i].id = i + 1;
+    s->workers[i].server = s;
+    s->workers[i].cfg = cfg;
+    s->workers[i].listen_fd = -1;
+  }
+  if (sq_worker_listen_all(s, err, sizeof err) < 0) {
+    sq_log(SQ_LOG_ERROR, "%s", err);
+    return 1;
+  }
+  int started = 0, failed = 0;
+  for (int i = 0; i < s->nworkers; i++) {
+    int rc = sq_worker_start(&s->workers[i]);
+    if (rc < 0) {
+      sq_log(SQ_LOG_ERROR, "worker %d: cannot start: %s", i + 1, uv_strerror(rc));
+      failed = 1;
+      break;
+    }
+    started++;
+  }
+  for (int i = 0; i < started; i++)
+    uv_sem_wait(&s->started);
+  for (int i = 0; i < started; i++) {
+    if (s->workers[i].start_rc < 0) {
+      if (!failed)
+        sq_log(SQ_LOG_ERROR, "%s", s->workers[i].start_err);
+      failed = 1;
+    }
+  }
+  if (failed) {
+    for (int i = 0; i < started; i++)
+      if (s->workers[i].start_rc == 0)
+        sq_worker_command(&s->workers[i], SQ_WORKER_FORCE);
+    for (int i = 0; i < started; i++)
+      uv_thread_join(&s->workers[i].thread);
+    return 1;
+  }
+  uv_signal_init(m.loop, &m.sigterm);
+  uv_signal_init(m.loop, &m.sigint);
+  uv_timer_init(m.loop, &m.deadline);
+  m.sigterm.data = m.sigint.data = m.deadline.data = &m;
+  uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&m.sigint, on_signal, SIGINT);
+  uv_run(m.loop, UV_RUN_DEFAULT);
+  for (int i = 0; i < s->nworkers; i++)
+    uv_thread_join(&s->workers[i].thread);
+  uv_loop_close(m.loop);
+  uv_sem_destroy(&s->started);
+  free(s->workers);
+  sq_log(SQ_LOG_INFO, "stopped");
+  return 0;
+}
+
+int main(int argc, char **argv)
+{
+  const char *config_path = "config.lua";
+  int check_only = 0;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (strcmp(argv[i], "--check") == 0 || strcmp(argv[i], "-t") == 0) {
+      check_only = 1;
+    } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      usage(stdout);
+      return 0;
+    } else if (strcmp(argv[i], "--version") == 0) {
+      puts("squall 0.1.0");
+      return 0;
+    } else {
+      fprintf(stderr, "squall: unknown argument '%s'\n", argv[i]);
+      usage(stderr);
+      return 2;
+    }
+  }
+  /* A client that vanishes mid-write must cost an EPIPE, not the process. */
+  signal(SIGPIPE, SIG_IGN);
+
+  sq_config_t cfg;
+  char err[1024];
+  if (sq_config_load(&cfg, config_path, err, sizeof err) < 0) {
+    fprintf(stderr, "squall: %s\n", err);
+    sq_config_free(&cfg);
+    return 1;
+  }
+  if (sq_log_open(cfg.log.level, cfg.log.error, cfg.log.access, err, sizeof err) < 0) {
+    fprintf(stderr, "squall: %s\n", err);
+    sq_config_free(&cfg);
+    return 1;
+  }
+  int rc = check_only ? check(&cfg) : serve(&cfg);
+  sq_log_close();
+  sq_config_free(&cfg);
+  return rc;
+}

@@ -1,0 +1,193 @@
+/* Workers: thread start-up, the listening socket, draining and shutdown.
+ *
+ * Each worker thread owns its loop, its lua_State (through the bridge) and every connection it
+ * accepted; nothing here is touched by another thread except `command`, which the main thread
+ * writes before waking the loop through `control`. The kernel spreads new connections over the
+ * workers' SO_REUSEPORT sockets, so there is no accept lock and no hand-off between threads. */
+#include "worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http_conn.h"
+#include "http_msg.h"
+#include "log.h"
+#include "lua_bridge.h"
+
+#define SQ_BACKLOG 4096
+
+static int bind_one(const sq_config_t *cfg, int port, char *err, size_t errlen)
+{
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  socklen_t slen;
+  if (strchr(cfg->listen_host, ':')) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET6, cfg->listen_host, &a->sin6_addr) != 1)
+      goto bad_host;
+    slen = sizeof *a;
+  } else {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)port);
+    if (strcmp(cfg->listen_host, "*") == 0)
+      a->sin_addr.s_addr = htonl(INADDR_ANY);
+    else if (inet_pton(AF_INET, cfg->listen_host, &a->sin_addr) != 1)
+      goto bad_host;
+    slen = sizeof *a;
+  }
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    snprintf(err, errlen, "listen %s: socket: %s", cfg->listen, strerror(errno));
+    return -1;
+  }
+  int one = 1;
+  /* libuv 1.44 has no flag for SO_REUSEPORT, hence the socket is made here and handed over. */
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+      bind(fd, (struct sockaddr *)&ss, slen) < 0 || listen(fd, SQ_BACKLOG) < 0) {
+    snprintf(err, errlen, "listen %s: %s", cfg->listen, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  return fd;
+bad_host:
+  snprintf(err, errlen, "%s: listen: \"%s\" is not a numeric IPv4 or IPv6 address", cfg->path, cfg->listen_host);
+  return -1;
+}
+
+int sq_worker_listen_all(sq_server_t *s, char *err, size_t errlen)
+{
+  int port = s->cfg->listen_port;
+  for (int i = 0; i < s->nworkers; i++) {
+    int fd = bind_one(s->cfg, port, err, errlen);
+    if (fd < 0)
+      return -1;
+    if (port == 0) {
+      struct sockaddr_storage ss;
+      socklen_t len = sizeof ss;
+      getsockname(fd, (struct sockaddr *)&ss, &len);
+      port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                            : ((struct sockaddr_in *)&ss)->sin_port);
+    }
+    s->workers[i].listen_fd = fd;
+  }
+  sq_log(SQ_LOG_INFO, "listening on %s%s%s:%d with %d worker%s", strchr(s->cfg->listen_host, ':') ? "[" : "",
+         s->cfg->listen_host, strchr(s->cfg->listen_host, ':') ? "]" : "", port, s->nworkers,
+         s->nworkers == 1 ? "" : "s");
+  return 0;
+}
+
+const char *sq_worker_date_line(sq_worker_t *w)
+{
+  time_t now = time(NULL);
+  if (now != w->date_sec) {
+    char date[30];
+    sq_http_format_date(now, date);
+    snprintf(w->date_line, sizeof w->date_line, "Date: %s\r\n", date);
+    w->date_sec = now;
+  }
+  return w->date_line;
+}
+
+static void maybe_finish(sq_worker_t *w)
+{
+  if (w->draining && w->nconns == 0 && !uv_is_closing((uv_handle_t *)&w->control))
+    uv_close((uv_handle_t *)&w->control, NULL);
+}
+
+void sq__worker_conn_closed(sq_worker_t *w) { maybe_finish(w); }
+
+static void on_control(uv_async_t *a)
+{
+  sq_worker_t *w = a->data;
+  int cmd = atomic_load(&w->command);
+  if (cmd == SQ_WORKER_RUN)
+    return;
+  if (!w->draining) {
+    w->draining = 1;
+    uv_close((uv_handle_t *)&w->listener, NULL);
+  }
+  /* Closing may unlink the current node, so step before acting on it. */
+  for (sq_conn_t *c = w->conns, *next; c; c = next) {
+    next = sq_conn_next(c);
+    sq_conn_shutdown(c, cmd == SQ_WORKER_FORCE);
+  }
+  maybe_finish(w);
+}
+
+void sq_worker_command(sq_worker_t *w, int command)
+{
+  uv_mutex_lock(&w->lock);
+  if (w->alive) {
+    atomic_store(&w->command, command);
+    uv_async_send(&w->control);
+  }
+  uv_mutex_unlock(&w->lock);
+}
+
+/* The loop's wake-up descriptor dies with uv_loop_close: no command may be sent after this. */
+static void mark_finished(sq_worker_t *w)
+{
+  uv_mutex_lock(&w->lock);
+  w->alive = 0;
+  uv_mutex_unlock(&w->lock);
+}
+
+static void worker_main(void *arg)
+{
+  sq_worker_t *w = arg;
+  w->bridge = sq_bridge_new(w->cfg, w, w->start_err, sizeof w->start_err);
+  if (!w->bridge) {
+    w->start_rc = -1;
+    uv_close((uv_handle_t *)&w->control, NULL);
+    mark_finished(w);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&w->loop);
+    atomic_store(&w->command, -1);
+    uv_sem_post(&w->server->started);
+    return;
+  }
+  uv_tcp_init(&w->loop, &w->listener);
+  w->listener.data = w;
+  int rc = uv_tcp_open(&w->listener, w->listen_fd);
+  if (rc == 0)
+    rc = uv_listen((uv_stream_t *)&w->listener, SQ_BACKLOG, sq_conn_accept);
+  if (rc < 0) {
+    snprintf(w->start_err, sizeof w->start_err, "worker %d: listen: %s", w->id, uv_strerror(rc));
+    w->start_rc = -1;
+    w->draining = 1;
+    uv_close((uv_handle_t *)&w->listener, NULL);
+    maybe_finish(w);
+  }
+  uv_sem_post(&w->server->started);
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+  mark_finished(w);
+  sq_bridge_free(w->bridge);
+  w->bridge = NULL;
+  if (uv_loop_close(&w->loop) != 0)
+    sq_log(SQ_LOG_WARN, "worker %d: loop closed with handles still open", w->id);
+  /* -1 tells the main thread this thread is done; the async only wakes it up. */
+  atomic_store(&w->command, -1);
+  uv_async_send(w->server->exited);
+}
+
+int sq_worker_start(sq_worker_t *w)
+{
+  int rc = uv_loop_init(&w->loop);
+  if (rc < 0)
+    return rc;
+  uv_async_init(&w->loop, &w->control, on_control);
+  w->control.data = w;
+  atomic_init(&w->command, SQ_WORKER_RUN);
+  uv_mutex_init(&w->lock);
+  w->alive = 1;
+  return uv_thread_create(&w->thread, worker_main, w);
+}

@@ -1,0 +1,67 @@
+/* A worker: one thread running one libuv loop and one LuaJIT state, with its own SO_REUSEPORT
+ * listening socket. Workers share nothing mutable except the connection counter in sq_server_t
+ * (and, from the database issue on, the pool). */
+#ifndef SQ_WORKER_H
+#define SQ_WORKER_H
+
+#include <stdatomic.h>
+#include <time.h>
+#include <uv.h>
+
+#include "config.h"
+
+typedef struct sq_conn_s sq_conn_t;
+typedef struct sq_bridge_s sq_bridge_t;
+typedef struct sq_server_s sq_server_t;
+
+enum { SQ_WORKER_RUN, SQ_WORKER_DRAIN, SQ_WORKER_FORCE };
+
+typedef struct sq_worker_s {
+  int id;
+  sq_server_t *server;
+  const sq_config_t *cfg;
+  uv_loop_t loop;
+  uv_thread_t thread;
+  int listen_fd;              /* bound and listening; handed to uv_tcp_open on the worker thread */
+  uv_tcp_t listener;
+  uv_async_t control;         /* main → worker: read `command` */
+  atomic_int command;         /* -1 once the thread has finished */
+  uv_mutex_t lock;            /* keeps sq_worker_command from waking a loop that is being closed */
+  int alive;
+  int draining;
+  sq_bridge_t *bridge;
+  sq_conn_t *conns;           /* every open connection, for draining and forced close */
+  int nconns;
+  time_t date_sec;
+  char date_line[40];         /* "Date: <IMF-fixdate>\r\n", refreshed once per second */
+  int start_rc;               /* set by the thread before it signals `started` */
+  char start_err[1024];
+} sq_worker_t;
+
+struct sq_server_s {
+  const sq_config_t *cfg;
+  sq_worker_t *workers;
+  int nworkers;
+  atomic_long nconns;         /* across workers, for limits.max_connections */
+  uv_sem_t started;           /* each worker posts once, after start-up succeeded or failed */
+  uv_async_t *exited;         /* on the main loop; each worker sends it as its thread ends */
+};
+
+/* Main thread. Creates the listening sockets (the first bind resolves port 0 for the rest), so
+ * that address errors surface before any thread starts. Returns 0 or -1 with `err` filled. */
+int sq_worker_listen_all(sq_server_t *s, char *err, size_t errlen);
+
+/* Main thread. Starts the worker's thread; it posts s->started once it serves or has failed. */
+int sq_worker_start(sq_worker_t *w);
+
+/* Any thread. Asks the worker to drain (SQ_WORKER_DRAIN) or to close everything now. */
+void sq_worker_command(sq_worker_t *w, int command);
+
+/* Worker thread. The cached "Date: ...\r\n" line for responses. */
+const char *sq_worker_date_line(sq_worker_t *w);
+
+/* Worker thread. Called by the connection layer when a connection is gone, so a draining worker
+ * can tell when it is done. */
+void sq__worker_conn_closed(sq_worker_t *w);
+
+#endif
