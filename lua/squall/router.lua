@@ -5,7 +5,7 @@
 -- patterns and tried in the order they were added. A path that some route knows but not for
 -- this method yields the set of methods that would have matched, for 405's Allow header.
 
-local type, pairs, setmetatable, getmetatable, error = type, pairs, setmetatable, getmetatable, error
+local type, pairs, setmetatable, getmetatable, error, tostring = type, pairs, setmetatable, getmetatable, error, tostring
 local concat, sort = table.concat, table.sort
 local find, gsub, sub, match, char, tonumber = string.find, string.gsub, string.sub, string.match, string.char, tonumber
 
@@ -23,9 +23,6 @@ function _M.new()
 end
 
 local function compile(pattern)
-  if sub(pattern, 1, 1) ~= "/" then
-    error("route pattern must start with '/': " .. pattern, 3)
-  end
   local names, parts = {}, { "^" }
   local pos, len = 1, #pattern
   while pos <= len do
@@ -51,7 +48,9 @@ end
 
 function _M:add(method, pattern, handler)
   if type(method) ~= "string" then error("route method must be a string", 3) end
-  if type(pattern) ~= "string" then error("route pattern must be a string", 3) end
+  if type(pattern) ~= "string" or sub(pattern, 1, 1) ~= "/" then
+    error("route pattern must be a string starting with '/', got " .. tostring(pattern), 3)
+  end
   if type(handler) ~= "function" and not (type(handler) == "table" and getmetatable(handler)
       and getmetatable(handler).__call) then
     error("route handler must be a function", 3)
