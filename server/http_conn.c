@@ -198,6 +198,13 @@ static int on_headers_complete(llhttp_t *p)
 {
   sq_conn_t *c = p->data;
   const sq_config_t *cfg = c->w->cfg;
+  /* llhttp drops leading whitespace of a value but keeps trailing OWS, which is not part of it. */
+  for (int i = 0; i < c->req.nheaders; i++) {
+    sq_header_t *h = &c->req.headers[i];
+    while (h->value_len > 0 && (c->req.head.data[h->value_off + h->value_len - 1] == ' ' ||
+                                c->req.head.data[h->value_off + h->value_len - 1] == '\t'))
+      h->value_len--;
+  }
   int has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)cfg->limits.max_body_bytes) {
     c->error_status = 413;

@@ -100,6 +100,14 @@ static int serve(sq_config_t *cfg)
   m.exited.data = &m;
   s->exited = &m.exited;
   uv_sem_init(&s->started, 0);
+  /* Before the port opens: a SIGTERM that arrives as soon as clients can connect must already
+   * mean "drain", and libuv holds it until the loop runs. */
+  uv_signal_init(m.loop, &m.sigterm);
+  uv_signal_init(m.loop, &m.sigint);
+  uv_timer_init(m.loop, &m.deadline);
+  m.sigterm.data = m.sigint.data = m.deadline.data = &m;
+  uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&m.sigint, on_signal, SIGINT);
   for (int i = 0; i < s->nworkers; i++) {
     s->workers[i].id = i + 1;
     s->workers[i].server = s;
@@ -137,12 +145,6 @@ static int serve(sq_config_t *cfg)
       uv_thread_join(&s->workers[i].thread);
     return 1;
   }
-  uv_signal_init(m.loop, &m.sigterm);
-  uv_signal_init(m.loop, &m.sigint);
-  uv_timer_init(m.loop, &m.deadline);
-  m.sigterm.data = m.sigint.data = m.deadline.data = &m;
-  uv_signal_start(&m.sigterm, on_signal, SIGTERM);
-  uv_signal_start(&m.sigint, on_signal, SIGINT);
   uv_run(m.loop, UV_RUN_DEFAULT);
   for (int i = 0; i < s->nworkers; i++)
     uv_thread_join(&s->workers[i].thread);

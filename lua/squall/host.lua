@@ -36,7 +36,7 @@ function _M.load(app_module)
     local e = status
     if is_http_error(e) then
       local msg = e.message
-      return e.status, TEXT, msg == nil and "" or tostring(msg) .. "\n", e.headers
+      return e.status, TEXT, msg == nil and "" or tostring(msg), e.headers
     end
     if debug_mode then
       return 500, TEXT, "Internal Server Error\n\n" .. e .. "\n", nil, e
