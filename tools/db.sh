@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# A private MariaDB server for development, tests, CI and benchmarks: its own data directory
+# (var/mariadb by default, SQUALL_DB_DIR to change), loopback TCP on a free port and a unix
+# socket, the current user, and the example app's schema (db/schema.sql) loaded.
+#
+#   tools/db.sh start    start (initialising the data directory on first use); idempotent
+#   tools/db.sh stop     stop it
+#   tools/db.sh status   exit 0 when it answers
+#   tools/db.sh env      print SQUALL_DB_* variables for `eval`
+#   tools/db.sh client   a mariadb shell on the squall database
+#   tools/db.sh reset    drop and reload the schema
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+dir=${SQUALL_DB_DIR:-$root/var/mariadb}
+data=$dir/data
+sock=$dir/mysqld.sock
+pidf=$dir/mysqld.pid
+portf=$dir/port
+user=$(id -un)
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+as_root() { mariadb --no-defaults -uroot --socket="$sock" "$@"; }
+
+alive() { [ -S "$sock" ] && mariadb-admin --no-defaults -uroot --socket="$sock" ping >/dev/null 2>&1; }
+
+start() {
+  mkdir -p "$dir"
+  if alive; then return 0; fi
+  if [ ! -d "$data/mysql" ]; then
+    rm -rf "$data"
+    mariadb-install-db --no-defaults --datadir="$data" --user="$user" \
+      --auth-root-authentication-method=socket --skip-test-db >"$dir/install.log" 2>&1 ||
+      { cat "$dir/install.log"; exit 1; }
+  fi
+  [ -s "$portf" ] || free_port >"$portf"
+  local port; port=$(cat "$portf")
+  # Small buffers: this server shares 2 cores and some memory with the app, the tests and wrk.
+  mariadbd --no-defaults --datadir="$data" --socket="$sock" --pid-file="$pidf" --user="$user" \
+    --port="$port" --bind-address=127.0.0.1 --skip-name-resolve --innodb-buffer-pool-size=128M \
+    --innodb-log-file-size=48M --innodb-flush-log-at-trx-commit=2 --max-connections=500 \
+    --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
+    --log-error="$dir/error.log" >/dev/null 2>&1 &
+  for _ in $(seq 1 150); do
+    alive && break
+    sleep 0.1
+  done
+  alive || { echo "db.sh: mariadbd did not start; see $dir/error.log" >&2; tail -20 "$dir/error.log" >&2; exit 1; }
+  if ! as_root -e "SELECT 1 FROM mysql.global_priv WHERE User='squall'" 2>/dev/null | grep -q 1; then
+    as_root -e "CREATE DATABASE IF NOT EXISTS squall CHARACTER SET utf8mb4;
+      CREATE USER IF NOT EXISTS 'squall'@'127.0.0.1' IDENTIFIED BY 'squall';
+      CREATE USER IF NOT EXISTS 'squall'@'localhost' IDENTIFIED BY 'squall';
+      GRANT ALL ON squall.* TO 'squall'@'127.0.0.1';
+      GRANT ALL ON squall.* TO 'squall'@'localhost';
+      GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'squall'@'127.0.0.1';
+      GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'squall'@'localhost';"
+    load_schema
+  fi
+}
+
+load_schema() {
+  for f in "$root"/db/*.sql; do
+    [ -e "$f" ] && as_root squall <"$f"
+  done
+  return 0
+}
+
+stop() {
+  if alive; then
+    mariadb-admin --no-defaults -uroot --socket="$sock" shutdown >/dev/null 2>&1 || true
+  fi
+  for _ in $(seq 1 100); do
+    [ -f "$pidf" ] || break
+    sleep 0.1
+  done
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) alive ;;
+  env)
+    echo "export SQUALL_DB_HOST=127.0.0.1 SQUALL_DB_PORT=$(cat "$portf") SQUALL_DB_SOCKET=$sock" \
+      "SQUALL_DB_USER=squall SQUALL_DB_PASSWORD=squall SQUALL_DB_NAME=squall"
+    ;;
+  client) shift; mariadb --no-defaults -usquall -psquall --socket="$sock" squall "$@" ;;
+  reset) as_root -e "DROP DATABASE IF EXISTS squall; CREATE DATABASE squall CHARACTER SET utf8mb4"; load_schema ;;
+  *) echo "usage: tools/db.sh start|stop|status|env|client|reset" >&2; exit 2 ;;
+esac
