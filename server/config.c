@@ -19,7 +19,7 @@
 #include "log.h"
 #include "mem.h"
 
-enum field_kind { F_STRING, F_PATH, F_PATH_OR_FALSE, F_INT, F_SECONDS, F_BOOL, F_LEVEL, F_TABLE };
+enum field_kind { F_STRING, F_PATH, F_PATH_OR_FALSE, F_INT, F_LONG, F_SECONDS, F_BOOL, F_LEVEL, F_TABLE };
 
 typedef struct field {
   const char *name;
@@ -32,9 +32,9 @@ typedef struct field {
 #define OFF(m) offsetof(sq_config_t, m)
 
 static const field_t limits_fields[] = {
-  {"max_header_bytes", F_INT, OFF(limits.max_header_bytes), 256, 1 << 30, NULL},
-  {"max_body_bytes", F_INT, OFF(limits.max_body_bytes), 0, 1L << 40, NULL},
-  {"max_connections", F_INT, OFF(limits.max_connections), 1, 1 << 24, NULL},
+  {"max_header_bytes", F_LONG, OFF(limits.max_header_bytes), 256, 1 << 30, NULL},
+  {"max_body_bytes", F_LONG, OFF(limits.max_body_bytes), 0, 1L << 40, NULL},
+  {"max_connections", F_LONG, OFF(limits.max_connections), 1, 1 << 24, NULL},
   {"header_timeout", F_SECONDS, OFF(limits.header_timeout), 0.001, 86400, NULL},
   {"body_timeout", F_SECONDS, OFF(limits.body_timeout), 0.001, 86400, NULL},
   {"keepalive_timeout", F_SECONDS, OFF(limits.keepalive_timeout), 0.001, 86400, NULL},
@@ -48,6 +48,24 @@ static const field_t log_fields[] = {
   {NULL, 0, 0, 0, 0, NULL},
 };
 
+static const field_t db_fields[] = {
+  {"host", F_STRING, OFF(db.host), 0, 0, NULL},
+  {"port", F_INT, OFF(db.port), 1, 65535, NULL},
+  {"socket", F_PATH, OFF(db.socket), 0, 0, NULL},
+  {"user", F_STRING, OFF(db.user), 0, 0, NULL},
+  {"password", F_STRING, OFF(db.password), 0, 0, NULL},
+  {"password_env", F_STRING, OFF(db_password_env), 0, 0, NULL},
+  {"database", F_STRING, OFF(db.database), 0, 0, NULL},
+  {"charset", F_STRING, OFF(db.charset), 0, 0, NULL},
+  {"pool_size", F_INT, OFF(db.pool_size), 1, 512, NULL},
+  {"connect_timeout", F_SECONDS, OFF(db.connect_timeout), 0.001, 3600, NULL},
+  {"query_timeout", F_SECONDS, OFF(db.query_timeout), 0, 86400, NULL},
+  {"queue_timeout", F_SECONDS, OFF(db.queue_timeout), 0.001, 3600, NULL},
+  {"max_queue", F_INT, OFF(db.max_queue), 0, 1 << 24, NULL},
+  {"stmt_cache", F_INT, OFF(db.stmt_cache), 1, 65536, NULL},
+  {NULL, 0, 0, 0, 0, NULL},
+};
+
 static const field_t top_fields[] = {
   {"listen", F_STRING, OFF(listen), 0, 0, NULL},
   {"workers", F_INT, OFF(workers), 1, 256, NULL},
@@ -57,6 +75,7 @@ static const field_t top_fields[] = {
   {"shutdown_timeout", F_SECONDS, OFF(shutdown_timeout), 0, 86400, NULL},
   {"limits", F_TABLE, 0, 0, 0, limits_fields},
   {"log", F_TABLE, 0, 0, 0, log_fields},
+  {"db", F_TABLE, 0, 0, 0, db_fields},
   {NULL, 0, 0, 0, 0, NULL},
 };
 
@@ -77,6 +96,16 @@ static void set_defaults(sq_config_t *c)
   c->log.level = SQ_LOG_INFO;
   c->log.error = sq_strdup("stderr");
   c->log.access = NULL;
+  c->db.host = sq_strdup("127.0.0.1");
+  c->db.port = 3306;
+  c->db.user = sq_strdup("root");
+  c->db.charset = sq_strdup("utf8mb4");
+  c->db.pool_size = 4;
+  c->db.connect_timeout = 5;
+  c->db.query_timeout = 30;
+  c->db.queue_timeout = 5;
+  c->db.max_queue = 1024;
+  c->db.stmt_cache = 256;
 }
 
 static char *resolve(const char *dir, const char *p)
@@ -115,11 +144,12 @@ static int read_field(sq_config_t *c, const field_t *f, lua_State *L, const char
                 f->kind == F_STRING ? sq_strdup(lua_tostring(L, -1)) : resolve(c->dir, lua_tostring(L, -1)));
     return 0;
   case F_INT:
+  case F_LONG:
   case F_SECONDS: {
     if (t != LUA_TNUMBER)
       goto type_error;
     double v = lua_tonumber(L, -1);
-    if (f->kind == F_INT && v != floor(v))
+    if (f->kind != F_SECONDS && v != floor(v))
       goto type_error;
     if (!(v >= f->min && v <= f->max)) {
       snprintf(err, errlen, "%s: %s must be between %g and %g, got %g", c->path, key, f->min, f->max, v);
@@ -127,7 +157,7 @@ static int read_field(sq_config_t *c, const field_t *f, lua_State *L, const char
     }
     if (f->kind == F_SECONDS)
       *(double *)(base + f->offset) = v;
-    else if (f->offset == OFF(workers))
+    else if (f->kind == F_INT)
       *(int *)(base + f->offset) = (int)v;
     else
       *(long *)(base + f->offset) = (long)v;
@@ -155,7 +185,7 @@ static int read_field(sq_config_t *c, const field_t *f, lua_State *L, const char
 type_error:;
   static const char *const expected[] = {
     [F_STRING] = "a non-empty string", [F_PATH] = "a non-empty path string",
-    [F_PATH_OR_FALSE] = "a path string or false", [F_INT] = "an integer",
+    [F_PATH_OR_FALSE] = "a path string or false", [F_INT] = "an integer", [F_LONG] = "an integer",
     [F_SECONDS] = "a number of seconds", [F_BOOL] = "a boolean",
   };
   snprintf(err, errlen, "%s: %s must be %s, got %s", c->path, key, expected[f->kind], lua_typename(L, t));
@@ -187,6 +217,8 @@ static int read_table(sq_config_t *c, const field_t *fields, lua_State *L, const
         snprintf(err, errlen, "%s: %s must be a table, got %s", c->path, key, lua_typename(L, lua_type(L, -1)));
         return -1;
       }
+      if (f->sub == db_fields)
+        c->has_db = 1;
       rc = read_table(c, f->sub, L, key, err, errlen);
     } else {
       rc = read_field(c, f, L, key, err, errlen);
@@ -228,6 +260,20 @@ bad:
   return -1;
 }
 
+/* password_env names a variable so that secrets stay out of the file; it wins over password. */
+static int resolve_password(sq_config_t *c, char *err, size_t errlen)
+{
+  if (!c->db_password_env)
+    return 0;
+  const char *v = getenv(c->db_password_env);
+  if (!v) {
+    snprintf(err, errlen, "%s: db.password_env: environment variable %s is not set", c->path, c->db_password_env);
+    return -1;
+  }
+  replace_str(&c->db.password, sq_strdup(v));
+  return 0;
+}
+
 int sq_config_load(sq_config_t *c, const char *path, char *err, size_t errlen)
 {
   memset(c, 0, sizeof *c);
@@ -250,7 +296,8 @@ int sq_config_load(sq_config_t *c, const char *path, char *err, size_t errlen)
     snprintf(err, errlen, "%s: must return a table, returned %s", path, lua_typename(L, lua_type(L, -1)));
     goto done;
   }
-  if (read_table(c, top_fields, L, "", err, errlen) < 0 || parse_listen(c, err, errlen) < 0)
+  if (read_table(c, top_fields, L, "", err, errlen) < 0 || parse_listen(c, err, errlen) < 0 ||
+      resolve_password(c, err, errlen) < 0)
     goto done;
   rc = 0;
 done:
@@ -268,5 +315,12 @@ void sq_config_free(sq_config_t *c)
   free(c->app);
   free(c->log.error);
   free(c->log.access);
+  free(c->db.host);
+  free(c->db.socket);
+  free(c->db.user);
+  free(c->db.password);
+  free(c->db.database);
+  free(c->db.charset);
+  free(c->db_password_env);
   memset(c, 0, sizeof *c);
 }

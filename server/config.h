@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include "db_pool.h"
+
 typedef struct {
   char *path;          /* the config file as given */
   char *dir;           /* its directory: relative paths in the file are resolved against it */
@@ -23,6 +25,9 @@ typedef struct {
     double body_timeout;
     double keepalive_timeout;
   } limits;
+  int has_db;          /* a `db` table was given */
+  sq_db_config_t db;
+  char *db_password_env;
   struct {
     int level;
     char *error;       /* "stderr" or a resolved path */

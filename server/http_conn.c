@@ -542,7 +542,7 @@ static void on_handle_closed(uv_handle_t *h)
   sq_buf_free(&c->wbuf);
   free(c);
   w->nconns--;
-  sq__worker_conn_closed(w);
+  sq__worker_maybe_finish(w);
 }
 
 static void conn_close(sq_conn_t *c)

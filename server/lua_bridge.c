@@ -22,30 +22,499 @@
 #include <string.h>
 
 #include "http_conn.h"
+#include "http_msg.h"
 #include "log.h"
+#include "lua_db.h"
 #include "mem.h"
 #include "worker.h"
 
-typedef struct sq_task_s sq_task_t;
+typedef struct sq_reqctx_s sq_reqctx_t;
+
+/* What the tasks of one request share. `alive` drops to 0 when the client goes away before the
+ * response: from then on no task of the request is resumed. */
+struct sq_reqctx_s {
+  sq_conn_t *conn;       /* NULL once the response is written or the client is gone */
+  int alive;
+  int refs;              /* tasks bound to it */
+  sq_task_t *tasks;
+  sq_reqctx_t *next_free;
+};
 
 struct sq_task_s {
   sq_bridge_t *b;
   lua_State *co;
   int co_ref;
-  sq_conn_t *conn;     /* NULL once the connection is gone */
-  sq_task_t *next_free;
+  int is_root;           /* the request's own coroutine: its return values are the response */
+  int wait;              /* SQ_WAIT_* */
+  int ready_nargs;
+  sq_reqctx_t *ctx;
+  uv_timer_t *timer;     /* while sleeping */
+  sq_task_res_t *res;    /* released if the task is abandoned */
+  sq_task_t *ctx_prev, *ctx_next;
+  sq_task_t *link;       /* free list or ready queue */
+  sq_task_t *sleep_prev, *sleep_next;
 };
 
 struct sq_bridge_s {
   const sq_config_t *cfg;
   sq_worker_t *w;
   lua_State *L;
-  int run_ref;         /* squall.host's request entry point, bound to the app */
-  int headers_mt_ref;  /* case-insensitive lookup for req.headers */
+  int run_ref;           /* squall.host's request entry point, bound to the app */
+  int headers_mt_ref;    /* case-insensitive lookup for req.headers */
+  int tasks_ref;         /* registry table: coroutine -> lightuserdata task */
   sq_task_t *free_tasks;
+  sq_reqctx_t *free_ctx;
+  sq_task_t *ready_head, *ready_tail;
+  int running_ready;
+  sq_task_t *sleepers;
+  int db_waiting;        /* tasks whose database job has not come back */
+  void *db;              /* lua_db.c's per-worker state */
 };
 
-/* ---- squall.core: the C functions the Lua library builds on ------------------------------ */
+static const char BRIDGE_KEY[] = "squall.bridge";
+
+/* ---- tasks ------------------------------------------------------------------------------- */
+
+static void run_ready(sq_bridge_t *b);
+
+sq_bridge_t *sq__bridge_of(lua_State *L)
+{
+  lua_getfield(L, LUA_REGISTRYINDEX, BRIDGE_KEY);
+  sq_bridge_t *b = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return b;
+}
+
+sq_worker_t *sq__bridge_worker(sq_bridge_t *b) { return b->w; }
+
+sq_task_t *sq__task_current(lua_State *L)
+{
+  sq_bridge_t *b = sq__bridge_of(L);
+  if (!b)
+    return NULL;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->tasks_ref);
+  lua_pushthread(L);
+  lua_rawget(L, -2);
+  sq_task_t *t = lua_touserdata(L, -1);
+  lua_pop(L, 2);
+  return (t && t->co == L) ? t : NULL;
+}
+
+static sq_reqctx_t *ctx_new(sq_bridge_t *b, sq_conn_t *c)
+{
+  sq_reqctx_t *x = b->free_ctx;
+  if (x)
+    b->free_ctx = x->next_free;
+  else
+    x = sq_malloc(sizeof *x);
+  x->conn = c;
+  x->alive = 1;
+  x->refs = 0;
+  x->tasks = NULL;
+  x->next_free = NULL;
+  return x;
+}
+
+static void task_bind(sq_task_t *t, sq_reqctx_t *x)
+{
+  t->ctx = x;
+  x->refs++;
+  t->ctx_prev = NULL;
+  t->ctx_next = x->tasks;
+  if (x->tasks)
+    x->tasks->ctx_prev = t;
+  x->tasks = t;
+}
+
+static void task_unbind(sq_task_t *t)
+{
+  sq_reqctx_t *x = t->ctx;
+  if (t->ctx_prev)
+    t->ctx_prev->ctx_next = t->ctx_next;
+  else
+    x->tasks = t->ctx_next;
+  if (t->ctx_next)
+    t->ctx_next->ctx_prev = t->ctx_prev;
+  t->ctx = NULL;
+  if (--x->refs == 0) {
+    sq_bridge_t *b = t->b;
+    x->next_free = b->free_ctx;
+    b->free_ctx = x;
+  }
+}
+
+static sq_task_t *task_new(sq_bridge_t *b, sq_reqctx_t *x, int is_root)
+{
+  sq_task_t *t = b->free_tasks;
+  if (t) {
+    b->free_tasks = t->link;
+  } else {
+    t = sq_calloc(1, sizeof *t);
+    t->b = b;
+    lua_rawgeti(b->L, LUA_REGISTRYINDEX, b->tasks_ref);
+    t->co = lua_newthread(b->L);
+    lua_pushvalue(b->L, -1);
+    t->co_ref = luaL_ref(b->L, LUA_REGISTRYINDEX);
+    lua_pushlightuserdata(b->L, t);
+    lua_rawset(b->L, -3);
+    lua_pop(b->L, 1);
+  }
+  t->link = NULL;
+  t->is_root = is_root;
+  t->wait = SQ_WAIT_NONE;
+  task_bind(t, x);
+  return t;
+}
+
+/* The coroutine returned: it can run another request's function later. */
+static void task_finish(sq_task_t *t)
+{
+  sq_bridge_t *b = t->b;
+  task_unbind(t);
+  lua_settop(t->co, 0);
+  t->wait = SQ_WAIT_NONE;
+  t->link = b->free_tasks;
+  b->free_tasks = t;
+}
+
+static void sleeper_unlink(sq_task_t *t)
+{
+  if (t->sleep_prev)
+    t->sleep_prev->sleep_next = t->sleep_next;
+  else
+    t->b->sleepers = t->sleep_next;
+  if (t->sleep_next)
+    t->sleep_next->sleep_prev = t->sleep_prev;
+  t->sleep_prev = t->sleep_next = NULL;
+}
+
+static void on_timer_closed(uv_handle_t *h) { free(h); }
+
+/* Drops a suspended (or failed) task without resuming it. Its coroutine is mid-function, so it
+ * is never reused: it is unanchored and left to the collector. */
+static void task_abandon(sq_task_t *t)
+{
+  sq_bridge_t *b = t->b;
+  while (t->res) {
+    sq_task_res_t *r = t->res;
+    sq__task_unhold(r);
+    r->release(r);
+  }
+  if (t->timer) {
+    uv_close((uv_handle_t *)t->timer, on_timer_closed);
+    t->timer = NULL;
+    sleeper_unlink(t);
+  }
+  task_unbind(t);
+  lua_rawgeti(b->L, LUA_REGISTRYINDEX, b->tasks_ref);
+  lua_rawgeti(b->L, LUA_REGISTRYINDEX, t->co_ref);
+  lua_pushnil(b->L);
+  lua_rawset(b->L, -3);
+  lua_pop(b->L, 1);
+  luaL_unref(b->L, LUA_REGISTRYINDEX, t->co_ref);
+  free(t);
+}
+
+void sq__task_hold(sq_task_t *t, sq_task_res_t *r)
+{
+  r->task = t;
+  r->prev = NULL;
+  r->next = t->res;
+  if (t->res)
+    t->res->prev = r;
+  t->res = r;
+}
+
+void sq__task_unhold(sq_task_res_t *r)
+{
+  if (!r->task)
+    return;
+  if (r->prev)
+    r->prev->next = r->next;
+  else
+    r->task->res = r->next;
+  if (r->next)
+    r->next->prev = r->prev;
+  r->task = NULL;
+  r->prev = r->next = NULL;
+}
+
+void sq__task_wait(sq_task_t *t, int what)
+{
+  t->wait = what;
+  if (what == SQ_WAIT_DB)
+    t->b->db_waiting++;
+}
+
+lua_State *sq__task_arrived(sq_task_t *t)
+{
+  sq_bridge_t *b = t->b;
+  if (t->wait == SQ_WAIT_DB)
+    b->db_waiting--;
+  t->wait = SQ_WAIT_NONE;
+  if (!t->ctx->alive) {
+    task_abandon(t);
+    return NULL;
+  }
+  return t->co;
+}
+
+static void make_ready(sq_task_t *t, int nargs)
+{
+  sq_bridge_t *b = t->b;
+  t->wait = SQ_WAIT_READY;
+  t->ready_nargs = nargs;
+  t->link = NULL;
+  if (b->ready_tail)
+    b->ready_tail->link = t;
+  else
+    b->ready_head = t;
+  b->ready_tail = t;
+}
+
+/* ---- requests ---------------------------------------------------------------------------- */
+
+static void log_request_error(sq_conn_t *c, const char *msg)
+{
+  const sq_req_t *r = sq_conn_request(c);
+  sq_log(SQ_LOG_ERROR, "worker %d: %s %.*s: %s", sq_conn_worker(c)->id, r->method, (int)r->url_len,
+         r->head.data, msg);
+}
+
+static void respond_status(sq_conn_t *c, int status)
+{
+  char body[64];
+  int n = snprintf(body, sizeof body, "%s\n", sq_http_reason(status));
+  sq_conn_response_begin(c, status);
+  sq_conn_response_header(c, "Content-Type", 12, "text/plain; charset=utf-8", 25);
+  sq_conn_response_end(c, body, (size_t)n);
+}
+
+/* Adds one header from the handler's table; values may be a string or an array of strings. */
+static int add_header(sq_conn_t *c, lua_State *co, int kidx, int vidx)
+{
+  if (lua_type(co, kidx) != LUA_TSTRING)
+    return -1;
+  size_t nlen, vlen;
+  const char *name = lua_tolstring(co, kidx, &nlen);
+  int t = lua_type(co, vidx);
+  if (t == LUA_TSTRING || t == LUA_TNUMBER) {
+    const char *v = lua_tolstring(co, vidx, &vlen);
+    return sq_conn_response_header(c, name, nlen, v, vlen);
+  }
+  if (t != LUA_TTABLE)
+    return -1;
+  for (int i = 1;; i++) {
+    lua_rawgeti(co, vidx, i);
+    if (lua_isnil(co, -1)) {
+      lua_pop(co, 1);
+      return 0;
+    }
+    const char *v = lua_isstring(co, -1) ? lua_tolstring(co, -1, &vlen) : NULL;
+    int rc = v ? sq_conn_response_header(c, name, nlen, v, vlen) : -1;
+    lua_pop(co, 1);
+    if (rc < 0)
+      return -1;
+  }
+}
+
+/* The root coroutine returned (status, content_type, body, headers, log_message). */
+static void respond_from_stack(sq_conn_t *c, lua_State *co)
+{
+  if (lua_isstring(co, 5))
+    log_request_error(c, lua_tostring(co, 5));
+  int status = (int)lua_tointeger(co, 1);
+  if (status < 100 || status > 999) {
+    log_request_error(c, "handler returned an invalid status code");
+    respond_status(c, 500);
+    return;
+  }
+  sq_conn_response_begin(c, status);
+  size_t len;
+  const char *s;
+  if ((s = lua_tolstring(co, 2, &len)) != NULL)
+    sq_conn_response_header(c, "Content-Type", 12, s, len);
+  if (lua_istable(co, 4)) {
+    lua_pushnil(co);
+    while (lua_next(co, 4)) {
+      if (add_header(c, co, -2, -1) < 0) {
+        sq_conn_response_abort(c);
+        lua_pop(co, 2);
+        log_request_error(c, "handler returned a header with an invalid name or a CR/LF in its value");
+        respond_status(c, 500);
+        return;
+      }
+      lua_pop(co, 1);
+    }
+  }
+  const char *body = lua_tolstring(co, 3, &len);
+  sq_conn_response_end(c, body ? body : "", body ? len : 0);
+}
+
+static void resume(sq_task_t *t, int nargs)
+{
+  sq_bridge_t *b = t->b;
+  lua_State *co = t->co;
+  t->wait = SQ_WAIT_NONE;
+  int st = lua_resume(co, nargs);
+  if (st == LUA_YIELD && t->wait != SQ_WAIT_NONE)
+    return;  /* a host function holds the task and resumes it when its event comes */
+  sq_reqctx_t *x = t->ctx;
+  sq_conn_t *c = t->is_root ? x->conn : NULL;
+  if (st == 0) {
+    if (c) {
+      x->conn = NULL;
+      respond_from_stack(c, co);
+    }
+    task_finish(t);
+    return;
+  }
+  const char *msg = st == LUA_YIELD ? "coroutine.yield() outside a coroutine of the handler's own: use squall "
+                                      "functions to wait, or wrap your generator in coroutine.wrap"
+                    : lua_isstring(co, -1) ? lua_tostring(co, -1)
+                                           : "(error object is not a string)";
+  luaL_traceback(b->L, co, msg, 0);
+  if (c) {
+    x->conn = NULL;
+    log_request_error(c, lua_tostring(b->L, -1));
+    respond_status(c, 500);
+  } else {
+    sq_log(SQ_LOG_ERROR, "worker %d: task failed: %s", b->w ? b->w->id : 0, lua_tostring(b->L, -1));
+  }
+  lua_pop(b->L, 1);
+  task_abandon(t);
+}
+
+static void run_ready(sq_bridge_t *b)
+{
+  if (b->running_ready)
+    return;  /* an outer frame is already draining the queue */
+  b->running_ready = 1;
+  sq_task_t *t;
+  while ((t = b->ready_head) != NULL) {
+    b->ready_head = t->link;
+    if (!b->ready_head)
+      b->ready_tail = NULL;
+    t->link = NULL;
+    if (!t->ctx->alive)
+      task_abandon(t);
+    else
+      resume(t, t->ready_nargs);
+  }
+  b->running_ready = 0;
+}
+
+void sq__task_resume(sq_task_t *t, int nargs)
+{
+  resume(t, nargs);
+  run_ready(t->b);
+}
+
+void sq_bridge_detach(sq_bridge_t *b, void *task)
+{
+  sq_task_t *root = task;
+  sq_reqctx_t *x = root->ctx;
+  x->alive = 0;
+  x->conn = NULL;
+  /* Tasks nothing external will come back for are dropped now; one waiting on the database is
+   * dropped when its job returns (the job still points at it), one that is ready when popped.
+   * Abandoning the last task frees the context, so step before acting. */
+  for (sq_task_t *t = x->tasks, *next; t; t = next) {
+    next = t->ctx_next;
+    if (t->wait == SQ_WAIT_WAKE || t->wait == SQ_WAIT_TIMER)
+      task_abandon(t);
+  }
+}
+
+int sq_bridge_quiescent(sq_bridge_t *b) { return b->db_waiting == 0; }
+
+void sq_bridge_close_handles(sq_bridge_t *b)
+{
+  while (b->sleepers)
+    task_abandon(b->sleepers);
+  sq_lua_db_close(b->L);
+}
+
+/* ---- squall.core: sleep, spawn, suspend, wake ------------------------------------------- */
+
+static sq_task_t *check_task(lua_State *L, const char *fn)
+{
+  sq_task_t *t = sq__task_current(L);
+  if (!t)
+    luaL_error(L, "%s can only be called from a request handler or a squall.spawn task "
+                  "(not at load time, and not from a coroutine of your own)", fn);
+  return t;
+}
+
+static void on_sleep_done(uv_timer_t *timer)
+{
+  sq_task_t *t = timer->data;
+  uv_close((uv_handle_t *)timer, on_timer_closed);
+  t->timer = NULL;
+  sleeper_unlink(t);
+  if (sq__task_arrived(t))
+    sq__task_resume(t, 0);
+}
+
+static int l_sleep(lua_State *L)
+{
+  double secs = luaL_checknumber(L, 1);
+  sq_task_t *t = check_task(L, "squall.sleep");
+  if (!(secs >= 0))
+    return luaL_argerror(L, 1, "seconds must be a non-negative number");
+  sq_bridge_t *b = t->b;
+  t->timer = sq_malloc(sizeof *t->timer);
+  uv_timer_init(&b->w->loop, t->timer);
+  t->timer->data = t;
+  uv_timer_start(t->timer, on_sleep_done, (uint64_t)(secs * 1000.0 + 0.5), 0);
+  t->sleep_prev = NULL;
+  t->sleep_next = b->sleepers;
+  if (b->sleepers)
+    b->sleepers->sleep_prev = t;
+  b->sleepers = t;
+  sq__task_wait(t, SQ_WAIT_TIMER);
+  return lua_yield(L, 0);
+}
+
+/* core.spawn(fn, ...): a new task of the same request, run once the caller yields. */
+static int l_spawn(lua_State *L)
+{
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  sq_task_t *parent = check_task(L, "squall.spawn");
+  int n = lua_gettop(L);
+  sq_task_t *t = task_new(parent->b, parent->ctx, 0);
+  lua_xmove(L, t->co, n);
+  make_ready(t, n - 1);
+  return 0;
+}
+
+/* core.suspend(): wait until core.wake(this coroutine, ...) and return its values. */
+static int l_suspend(lua_State *L)
+{
+  sq_task_t *t = check_task(L, "task:wait");
+  sq__task_wait(t, SQ_WAIT_WAKE);
+  return lua_yield(L, 0);
+}
+
+static int l_wake(lua_State *L)
+{
+  luaL_checktype(L, 1, LUA_TTHREAD);
+  sq_bridge_t *b = sq__bridge_of(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->tasks_ref);
+  lua_pushvalue(L, 1);
+  lua_rawget(L, -2);
+  sq_task_t *t = lua_touserdata(L, -1);
+  lua_pop(L, 2);
+  if (!t || t->wait != SQ_WAIT_WAKE) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  int n = lua_gettop(L) - 1;
+  lua_xmove(L, t->co, n);
+  make_ready(t, n);
+  lua_pushboolean(L, 1);
+  return 1;
+}
 
 static int l_log(lua_State *L)
 {
@@ -60,10 +529,12 @@ static int l_log(lua_State *L)
 
 static int open_core(lua_State *L)
 {
-  static const luaL_Reg fns[] = {{"log", l_log}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"log", l_log},         {"sleep", l_sleep}, {"spawn", l_spawn},
+                                 {"suspend", l_suspend}, {"wake", l_wake},   {NULL, NULL}};
+  sq_bridge_t *b = lua_touserdata(L, lua_upvalueindex(1));
   lua_newtable(L);
   luaL_register(L, NULL, fns);
-  sq_bridge_t *b = lua_touserdata(L, lua_upvalueindex(1));
+  sq_lua_open_db(L, b->cfg->has_db && b->w ? b->w->server->db : NULL, b->w ? &b->w->loop : NULL);
   lua_pushinteger(L, b->w ? b->w->id : 0);
   lua_setfield(L, -2, "worker_id");
   lua_pushboolean(L, b->cfg->debug);
@@ -118,6 +589,10 @@ sq_bridge_t *sq_bridge_new(const sq_config_t *cfg, sq_worker_t *w, char *err, si
     sq__oom(0);
   lua_State *L = b->L;
   luaL_openlibs(L);
+  lua_pushlightuserdata(L, b);
+  lua_setfield(L, LUA_REGISTRYINDEX, BRIDGE_KEY);
+  lua_newtable(L);
+  b->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   set_package_path(L, cfg);
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "preload");
@@ -126,6 +601,7 @@ sq_bridge_t *sq_bridge_new(const sq_config_t *cfg, sq_worker_t *w, char *err, si
   lua_setfield(L, -2, "squall.core");
   lua_pop(L, 2);
   if (load_app(b, err, errlen) < 0) {
+    sq_lua_db_close(L);  /* its handle is on the worker's loop, which outlives this state */
     sq_bridge_free(b);
     return NULL;
   }
@@ -136,151 +612,17 @@ void sq_bridge_free(sq_bridge_t *b)
 {
   if (!b)
     return;
-  /* Coroutines still waiting die with the state; their tasks are freed here. */
+  /* Coroutines still suspended die with the state; the C side of each is freed here. */
   for (sq_task_t *t = b->free_tasks, *next; t; t = next) {
-    next = t->next_free;
+    next = t->link;
     free(t);
+  }
+  for (sq_reqctx_t *x = b->free_ctx, *next; x; x = next) {
+    next = x->next_free;
+    free(x);
   }
   lua_close(b->L);
   free(b);
-}
-
-/* ---- tasks ------------------------------------------------------------------------------- */
-
-static sq_task_t *task_get(sq_bridge_t *b)
-{
-  sq_task_t *t = b->free_tasks;
-  if (t) {
-    b->free_tasks = t->next_free;
-    return t;
-  }
-  t = sq_calloc(1, sizeof *t);
-  t->b = b;
-  t->co = lua_newthread(b->L);
-  t->co_ref = luaL_ref(b->L, LUA_REGISTRYINDEX);
-  return t;
-}
-
-static void task_put(sq_task_t *t)
-{
-  t->conn = NULL;
-  t->next_free = t->b->free_tasks;
-  t->b->free_tasks = t;
-}
-
-static void task_drop(sq_task_t *t)
-{
-  luaL_unref(t->b->L, LUA_REGISTRYINDEX, t->co_ref);
-  free(t);
-}
-
-void sq_bridge_detach(sq_bridge_t *b, void *task)
-{
-  sq_task_t *t = task;
-  t->conn = NULL;
-}
-
-/* ---- requests ---------------------------------------------------------------------------- */
-
-static void log_request_error(sq_conn_t *c, const char *msg)
-{
-  const sq_req_t *r = sq_conn_request(c);
-  sq_log(SQ_LOG_ERROR, "worker %d: %s %.*s: %s", sq_conn_worker(c)->id, r->method, (int)r->url_len,
-         r->head.data, msg);
-}
-
-static void respond_500(sq_conn_t *c)
-{
-  static const char generic[] = "Internal Server Error\n";
-  sq_conn_response_begin(c, 500);
-  sq_conn_response_header(c, "Content-Type", 12, "text/plain; charset=utf-8", 25);
-  sq_conn_response_end(c, generic, sizeof generic - 1);
-}
-
-/* Adds one header from the handler's table; values may be a string or an array of strings. */
-static int add_header(sq_conn_t *c, lua_State *co, int kidx, int vidx)
-{
-  if (lua_type(co, kidx) != LUA_TSTRING)
-    return -1;
-  size_t nlen, vlen;
-  const char *name = lua_tolstring(co, kidx, &nlen);
-  int t = lua_type(co, vidx);
-  if (t == LUA_TSTRING || t == LUA_TNUMBER) {
-    const char *v = lua_tolstring(co, vidx, &vlen);
-    return sq_conn_response_header(c, name, nlen, v, vlen);
-  }
-  if (t != LUA_TTABLE)
-    return -1;
-  for (int i = 1;; i++) {
-    lua_rawgeti(co, vidx, i);
-    if (lua_isnil(co, -1)) {
-      lua_pop(co, 1);
-      return 0;
-    }
-    const char *v = lua_isstring(co, -1) ? lua_tolstring(co, -1, &vlen) : NULL;
-    int rc = v ? sq_conn_response_header(c, name, nlen, v, vlen) : -1;
-    lua_pop(co, 1);
-    if (rc < 0)
-      return -1;
-  }
-}
-
-/* The coroutine returned (status, content_type, body, headers, log_message). */
-static void respond_from_stack(sq_conn_t *c, lua_State *co)
-{
-  if (lua_isstring(co, 5))
-    log_request_error(c, lua_tostring(co, 5));
-  int status = (int)lua_tointeger(co, 1);
-  if (status < 100 || status > 999) {
-    log_request_error(c, "handler returned an invalid status code");
-    respond_500(c);
-    return;
-  }
-  sq_conn_response_begin(c, status);
-  size_t len;
-  const char *s;
-  if ((s = lua_tolstring(co, 2, &len)) != NULL)
-    sq_conn_response_header(c, "Content-Type", 12, s, len);
-  if (lua_istable(co, 4)) {
-    lua_pushnil(co);
-    while (lua_next(co, 4)) {
-      if (add_header(c, co, -2, -1) < 0) {
-        sq_conn_response_abort(c);
-        lua_pop(co, 2);
-        log_request_error(c, "handler returned a header with an invalid name or a CR/LF in its value");
-        respond_500(c);
-        return;
-      }
-      lua_pop(co, 1);
-    }
-  }
-  const char *body = lua_tolstring(co, 3, &len);
-  sq_conn_response_end(c, body ? body : "", body ? len : 0);
-}
-
-static void resume(sq_task_t *t, int nargs)
-{
-  lua_State *co = t->co;
-  int st = lua_resume(co, nargs);
-  if (st == LUA_YIELD)
-    return;  /* a host function holds the task and resumes it when its result is in */
-  sq_conn_t *c = t->conn;
-  if (st == 0) {
-    if (c)
-      respond_from_stack(c, co);
-    lua_settop(co, 0);
-    task_put(t);
-    return;
-  }
-  luaL_traceback(t->b->L, co, lua_isstring(co, -1) ? lua_tostring(co, -1) : "(error object)", 0);
-  if (c) {
-    log_request_error(c, lua_tostring(t->b->L, -1));
-    respond_500(c);
-  } else {
-    sq_log(SQ_LOG_ERROR, "request coroutine failed after its client left: %s", lua_tostring(t->b->L, -1));
-  }
-  lua_pop(t->b->L, 1);
-  task_drop(t);
 }
 
 /* Pushes a header table with lowercase names; repeated headers are joined with ", " as RFC 9110
@@ -317,8 +659,7 @@ static void push_headers(sq_bridge_t *b, lua_State *co, const sq_req_t *r)
 void sq_bridge_dispatch(sq_bridge_t *b, sq_conn_t *c)
 {
   sq_req_t *r = (sq_req_t *)sq_conn_request(c);
-  sq_task_t *t = task_get(b);
-  t->conn = c;
+  sq_task_t *t = task_new(b, ctx_new(b, c), 1);
   r->task = t;
   lua_State *co = t->co;
   const char *url = r->head.data;
@@ -339,4 +680,5 @@ void sq_bridge_dispatch(sq_bridge_t *b, sq_conn_t *c)
   lua_pushstring(co, peer);
   lua_pushinteger(co, port);
   resume(t, 8);
+  run_ready(b);
 }

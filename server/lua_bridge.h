@@ -1,8 +1,14 @@
 /* The worker's LuaJIT state: loading the app, running each request in a coroutine, and turning
- * what the handler returned into a response. Worker thread only. */
+ * what the handler returned into a response. Worker thread only.
+ *
+ * Every coroutine the host runs is a task: a request's own coroutine, or one started with
+ * squall.spawn on behalf of that request. A task that yields to the host (database, sleep,
+ * waiting for another task) is resumed later on this same thread, or abandoned without being
+ * resumed if its request's client has gone. */
 #ifndef SQ_LUA_BRIDGE_H
 #define SQ_LUA_BRIDGE_H
 
+#include <lua.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -10,6 +16,7 @@
 typedef struct sq_bridge_s sq_bridge_t;
 typedef struct sq_conn_s sq_conn_t;
 typedef struct sq_worker_s sq_worker_t;
+typedef struct sq_task_s sq_task_t;
 
 /* Worker thread (or main, for --check with w NULL). Creates the state, loads the squall library
  * and the app. Returns NULL with the error, file:line included, in `err`. */
@@ -17,11 +24,43 @@ sq_bridge_t *sq_bridge_new(const sq_config_t *cfg, sq_worker_t *w, char *err, si
 void sq_bridge_free(sq_bridge_t *b);
 
 /* Runs the connection's current request in a coroutine. The response is produced through the
- * sq_conn_response_* calls, before this returns or, once handlers can yield, later. */
+ * sq_conn_response_* calls, before this returns or later, when the last yield is resumed. */
 void sq_bridge_dispatch(sq_bridge_t *b, sq_conn_t *c);
 
-/* The connection behind `task` is closing: the coroutine keeps running to its end, but its
- * response is dropped. `task` is the value the bridge stored in sq_req_t.task. */
+/* The connection behind `task` (the value stored in sq_req_t.task) is closing: tasks of that
+ * request are abandoned now if nothing external will wake them, or when their event comes. */
 void sq_bridge_detach(sq_bridge_t *b, void *task);
+
+/* 1 when no task waits on an external event that must be delivered (a database job). */
+int sq_bridge_quiescent(sq_bridge_t *b);
+/* Closes the bridge's handles (timers of sleeping tasks, the database sink) so the loop can end.
+ * Tasks still sleeping are abandoned. Only when quiescent. */
+void sq_bridge_close_handles(sq_bridge_t *b);
+
+/* ---- for host functions that yield (lua_db.c, squall.sleep) ------------------------------ */
+
+enum { SQ_WAIT_NONE, SQ_WAIT_DB, SQ_WAIT_TIMER, SQ_WAIT_WAKE, SQ_WAIT_READY };
+
+/* The task whose coroutine is L, or NULL when L is the main state or a user's own coroutine. */
+sq_task_t *sq__task_current(lua_State *L);
+/* Records what the task is about to wait for; the caller then returns lua_yield(L, 0). */
+void sq__task_wait(sq_task_t *t, int what);
+/* The event came. Returns the coroutine to push results onto, or NULL when the request is gone:
+ * the task has then been abandoned and must not be touched again. */
+lua_State *sq__task_arrived(sq_task_t *t);
+/* Resumes the task with `nargs` values already pushed, then runs whatever became ready. */
+void sq__task_resume(sq_task_t *t, int nargs);
+
+/* Things a task must release if it is abandoned (an open transaction). */
+typedef struct sq_task_res_s {
+  void (*release)(struct sq_task_res_s *res);
+  struct sq_task_res_s *prev, *next;
+  sq_task_t *task;
+} sq_task_res_t;
+void sq__task_hold(sq_task_t *t, sq_task_res_t *res);
+void sq__task_unhold(sq_task_res_t *res);
+
+sq_bridge_t *sq__bridge_of(lua_State *L);
+sq_worker_t *sq__bridge_worker(sq_bridge_t *b);
 
 #endif

@@ -118,6 +118,10 @@ static int serve(sq_config_t *cfg)
     sq_log(SQ_LOG_ERROR, "%s", err);
     return 1;
   }
+  /* Shared by every worker; its threads connect in the background, so a database that is down
+   * does not keep the server from starting (queries fail with 503 until it is back). */
+  if (cfg->has_db)
+    s->db = sq_db_pool_start(&cfg->db);
   int started = 0, failed = 0;
   for (int i = 0; i < s->nworkers; i++) {
     int rc = sq_worker_start(&s->workers[i]);
@@ -143,11 +147,13 @@ static int serve(sq_config_t *cfg)
         sq_worker_command(&s->workers[i], SQ_WORKER_FORCE);
     for (int i = 0; i < started; i++)
       uv_thread_join(&s->workers[i].thread);
+    sq_db_pool_stop(s->db);
     return 1;
   }
   uv_run(m.loop, UV_RUN_DEFAULT);
   for (int i = 0; i < s->nworkers; i++)
     uv_thread_join(&s->workers[i].thread);
+  sq_db_pool_stop(s->db);
   uv_loop_close(m.loop);
   uv_sem_destroy(&s->started);
   free(s->workers);

@@ -97,13 +97,20 @@ const char *sq_worker_date_line(sq_worker_t *w)
   return w->date_line;
 }
 
+/* A draining worker is done when it has no connection and no database job out: a job's
+ * completion goes to this worker's sink, which must outlive it. */
 static void maybe_finish(sq_worker_t *w)
 {
-  if (w->draining && w->nconns == 0 && !uv_is_closing((uv_handle_t *)&w->control))
-    uv_close((uv_handle_t *)&w->control, NULL);
+  if (!w->draining || w->nconns > 0 || uv_is_closing((uv_handle_t *)&w->control))
+    return;
+  if (w->bridge && !sq_bridge_quiescent(w->bridge))
+    return;
+  if (w->bridge)
+    sq_bridge_close_handles(w->bridge);
+  uv_close((uv_handle_t *)&w->control, NULL);
 }
 
-void sq__worker_conn_closed(sq_worker_t *w) { maybe_finish(w); }
+void sq__worker_maybe_finish(sq_worker_t *w) { maybe_finish(w); }
 
 static void on_control(uv_async_t *a)
 {

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "db_pool.h"
 
 typedef struct sq_conn_s sq_conn_t;
 typedef struct sq_bridge_s sq_bridge_t;
@@ -43,6 +44,7 @@ struct sq_server_s {
   sq_worker_t *workers;
   int nworkers;
   atomic_long nconns;         /* across workers, for limits.max_connections */
+  sq_db_pool_t *db;           /* NULL without a `db` table in the config */
   uv_sem_t started;           /* each worker posts once, after start-up succeeded or failed */
   uv_async_t *exited;         /* on the main loop; each worker sends it as its thread ends */
 };
@@ -60,8 +62,8 @@ void sq_worker_command(sq_worker_t *w, int command);
 /* Worker thread. The cached "Date: ...\r\n" line for responses. */
 const char *sq_worker_date_line(sq_worker_t *w);
 
-/* Worker thread. Called by the connection layer when a connection is gone, so a draining worker
- * can tell when it is done. */
-void sq__worker_conn_closed(sq_worker_t *w);
+/* Worker thread. Called when a connection is gone or a database job came back, so a draining
+ * worker can tell when it is done. */
+void sq__worker_maybe_finish(sq_worker_t *w);
 
 #endif

@@ -7,17 +7,21 @@
 local core = require "squall.core"
 local squall = require "squall"
 local request = require "squall.request"
+local db = require "squall.db"
 
 local type, tostring, xpcall, require, error = type, tostring, xpcall, require, error
 local traceback = debug.traceback
 local is_http_error = squall.is_http_error
+local db_unavailable = db.is_unavailable
 local request_new = request.new
 local TEXT = "text/plain; charset=utf-8"
 
 local _M = { headers_mt = request.headers_mt }
 
+-- What the handler raised, as (http_error_or_nil, text for the log).
 local function on_error(e)
   if is_http_error(e) then return e end
+  if db_unavailable(e) then return { unavailable = true, log = traceback(tostring(e), 2) } end
   return traceback(tostring(e), 2)
 end
 
@@ -37,6 +41,10 @@ function _M.load(app_module)
     if is_http_error(e) then
       local msg = e.message
       return e.status, TEXT, msg == nil and "" or tostring(msg), e.headers
+    end
+    if type(e) == "table" and e.unavailable then
+      -- The database cannot serve now; the app is fine. The log keeps the cause.
+      return 503, TEXT, "Service Unavailable\n", nil, e.log
     end
     if debug_mode then
       return 500, TEXT, "Internal Server Error\n\n" .. e .. "\n", nil, e

@@ -32,6 +32,57 @@ end
 
 request.set_abort(_M.abort)
 
+-- ---- tasks ---------------------------------------------------------------------------------
+
+-- squall.core is the C host's module; required on first use so that pure modules (router,
+-- request, response) stay loadable by plain busted.
+local core
+local function host()
+  core = core or require "squall.core"
+  return core
+end
+
+local running, pcall, unpack, select = coroutine.running, pcall, unpack, select
+
+local function pack(...) return { n = select("#", ...), ... } end
+
+local Task = {}
+local task_mt = { __index = Task }
+
+-- Runs fn(...) in a new coroutine of the same request; it starts as soon as the caller waits
+-- (a query, a sleep, task:wait()) or returns.
+function _M.spawn(fn, ...)
+  if type(fn) ~= "function" then error("squall.spawn: expected a function", 2) end
+  local c = host()
+  local task = setmetatable({ done = false, waiters = {} }, task_mt)
+  c.spawn(function(...)
+    task.results = pack(pcall(fn, ...))
+    task.done = true
+    local waiters = task.waiters
+    task.waiters = nil
+    for i = 1, #waiters do c.wake(waiters[i]) end
+  end, ...)
+  return task
+end
+
+-- Returns fn's results, or raises its error.
+function Task:wait()
+  if not self.done then
+    local waiters = self.waiters
+    waiters[#waiters + 1] = running()
+    host().suspend()
+  end
+  local r = self.results
+  if not r[1] then error(r[2], 0) end
+  return unpack(r, 2, r.n)
+end
+
+-- Yields the request for `seconds` without blocking the worker.
+function _M.sleep(seconds)
+  if type(seconds) ~= "number" then error("squall.sleep: seconds must be a number", 2) end
+  return host().sleep(seconds)
+end
+
 local App = {}
 local app_mt = { __index = App }
 

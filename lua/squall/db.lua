@@ -1,0 +1,97 @@
+-- squall.db: queries that read like blocking code.
+--
+--   local rows = db.query("SELECT id, name FROM users WHERE id = ?", id)
+--
+-- Each call hands the statement to a database thread and yields the request's coroutine; the
+-- worker keeps serving other requests and resumes this one with the result. Errors are raised as
+-- error objects (code = MySQL errno, sqlstate, message, kind); catch expected ones with pcall.
+
+local core = require "squall.core"
+local cjson = require "cjson"
+
+local setmetatable, getmetatable, error, pcall, select, type, tostring =
+  setmetatable, getmetatable, error, pcall, select, type, tostring
+local unpack = unpack
+
+local _M = {}
+
+-- The same value as cjson.null, so a NULL column encodes as JSON null and its key stays.
+_M.null = cjson.null
+
+local Error = {}
+Error.__index = Error
+Error.__tostring = function(e)
+  return ("%s (errno %s, sqlstate %s)"):format(tostring(e.message), tostring(e.code), tostring(e.sqlstate))
+end
+_M.Error = Error
+if core.db_set_error_mt then core.db_set_error_mt(Error) end
+
+function _M.is_error(e)
+  return getmetatable(e) == Error
+end
+
+-- kind "unavailable" (cannot connect, connection lost) or "exhausted" (no connection free in
+-- time): the request cannot be served now, which the host answers with 503.
+function _M.is_unavailable(e)
+  return getmetatable(e) == Error and (e.kind == "unavailable" or e.kind == "exhausted")
+end
+
+local query, exec = core.db_query, core.db_exec
+
+local function checked(level, ok, res)
+  if not ok then error(res, level + 1) end
+  return res
+end
+
+function _M.query(sql, ...)
+  if type(sql) ~= "string" then error("db.query: sql must be a string", 2) end
+  return checked(2, query(nil, sql, ...))
+end
+
+local Tx = {}
+local tx_mt = { __index = Tx }
+
+function Tx:query(sql, ...)
+  if type(sql) ~= "string" then error("tx:query: sql must be a string", 2) end
+  return checked(2, query(self._h, sql, ...))
+end
+
+local function pack(...) return { n = select("#", ...), ... } end
+
+local function run(tx, fn, on_ok, on_err)
+  local res = pack(pcall(fn, tx))
+  if res[1] then
+    on_ok()
+    return unpack(res, 2, res.n)
+  end
+  on_err()
+  error(res[2], 0)
+end
+
+-- Nested transactions are savepoints on the same pinned connection.
+function Tx:transaction(fn)
+  local depth = self._depth + 1
+  local sp = "squall_sp" .. depth
+  checked(2, exec(self._h, "SAVEPOINT " .. sp))
+  local inner = setmetatable({ _h = self._h, _depth = depth }, tx_mt)
+  return run(inner, fn,
+    function() checked(3, exec(self._h, "RELEASE SAVEPOINT " .. sp)) end,
+    function() exec(self._h, "ROLLBACK TO SAVEPOINT " .. sp) end)
+end
+
+-- Runs fn(tx) on one connection pinned for the whole block: commit when it returns, roll back
+-- and re-raise when it raises. The connection goes back to the pool either way.
+function _M.transaction(fn)
+  if type(fn) ~= "function" then error("db.transaction: expected a function", 2) end
+  local h = checked(2, core.db_begin())
+  local tx = setmetatable({ _h = h, _depth = 0 }, tx_mt)
+  return run(tx, fn,
+    function() checked(3, core.db_commit(h)) end,
+    function() core.db_rollback(h) end)
+end
+
+function _M.stats()
+  return core.db_stats()
+end
+
+return _M

@@ -1,0 +1,1005 @@
+/* Database pool.
+ *
+ * Threads: `pool_size` connection threads and one watchdog; no worker thread ever blocks here
+ * beyond taking `lock` to queue a job. Each connection thread owns its MYSQL* and its prepared
+ * statement cache outright: nothing else touches them, which is what keeps Connector/C (one
+ * connection, one thread) safe. The watchdog owns a separate side connection for KILL QUERY.
+ *
+ * Locks: `pool->lock` guards the queues, pinning and counters. `conn->klock` guards `running`
+ * and is held by the watchdog across its KILL QUERY, so a kill can only ever hit the query of
+ * the job it was aimed at (the connection thread takes klock before moving to its next job).
+ * Never take pool->lock while holding klock.
+ *
+ * Lifetime of a job: the submitter gives it to the pool; the pool gives it to its sink (or frees
+ * it when it has none). A job is never freed by the pool while a sink is named on it. */
+#include "db_pool.h"
+
+#include <errmsg.h>
+#include <math.h>
+#include <mysql.h>
+#include <mysqld_error.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+#define NS 1000000000ull
+#define SQ_WATCHDOG_TICK_NS (50ull * 1000000ull)
+#define SQ_BACKOFF_MIN_MS 100
+#define SQ_BACKOFF_MAX_MS 5000
+
+typedef struct stmt_entry_s {
+  char *sql;
+  size_t len;
+  uint64_t hash;
+  MYSQL_STMT *stmt;
+  struct stmt_entry_s *prev, *next;  /* LRU, most recent first */
+  struct stmt_entry_s *hnext;
+} stmt_entry_t;
+
+struct sq_db_conn_s {
+  sq_db_pool_t *pool;
+  int index;
+  uv_thread_t thread;
+  MYSQL *my;
+  unsigned long thread_id;
+  unsigned wait_timeout;       /* the server's, seconds: idle longer than half of it means ping */
+  uint64_t last_used;
+  uint64_t next_connect;       /* no connect attempt before this (backoff) */
+  unsigned backoff_ms;
+  char last_err[256];
+  unsigned last_errno;
+  /* under pool->lock */
+  int pinned;
+  int tx_broken;               /* the connection died inside the pinned transaction */
+  sq_db_job_t *q_head, *q_tail;
+  /* under klock */
+  uv_mutex_t klock;
+  sq_db_job_t *running;
+  uint64_t running_since;
+  int killed;
+  /* statement cache, connection thread only */
+  stmt_entry_t **buckets;
+  unsigned nbuckets;
+  stmt_entry_t *lru_head, *lru_tail;
+  int ncached;
+};
+
+struct sq_db_pool_s {
+  sq_db_config_t cfg;
+  uv_mutex_t lock;
+  uv_cond_t cond;              /* new work, unpinning, stop */
+  sq_db_job_t *q_head, *q_tail;
+  int queued;
+  int stop;
+  sq_db_conn_t *conns;
+  uv_thread_t watchdog;
+  uv_cond_t wd_cond;
+  MYSQL *side;                 /* watchdog thread only */
+  int busy;
+  uint64_t queries, errors, wait_ns, query_ns;
+};
+
+struct sq_db_sink_s {
+  uv_async_t async;
+  uv_mutex_t lock;
+  sq_db_job_t *head, *tail;
+  sq_db_done_cb on_done;
+  void *ctx;
+};
+
+/* ---- jobs -------------------------------------------------------------------------------- */
+
+sq_db_job_t *sq_db_job_new(int op)
+{
+  sq_db_job_t *j = sq_calloc(1, sizeof *j);
+  j->op = op;
+  return j;
+}
+
+void sq_db_job_free(sq_db_job_t *j)
+{
+  if (!j)
+    return;
+  sq_buf_free(&j->in);
+  free(j->params);
+  free(j->res.cols);
+  free(j->res.cells);
+  sq_buf_free(&j->res.arena);
+  free(j);
+}
+
+void sq_db_job_param(sq_db_job_t *j, const sq_db_value_t *v, const char *str)
+{
+  if ((j->nparams & 7) == 0)
+    j->params = sq_realloc(j->params, sizeof *j->params * (size_t)(j->nparams + 8));
+  sq_db_value_t *p = &j->params[j->nparams++];
+  *p = *v;
+  if (v->kind == SQ_DB_STRING) {
+    p->v.off = j->in.len;
+    sq_buf_append(&j->in, str, v->len);
+  }
+}
+
+static void job_error(sq_db_job_t *j, int cls, unsigned code, const char *state, const char *msg)
+{
+  j->err_class = cls;
+  j->err_code = code;
+  snprintf(j->sqlstate, sizeof j->sqlstate, "%s", state && *state ? state : "HY000");
+  snprintf(j->err_msg, sizeof j->err_msg, "%s", msg);
+}
+
+int sq_db_errno_is_lost(unsigned code)
+{
+  return code == CR_SERVER_GONE_ERROR || code == CR_SERVER_LOST || code == CR_SERVER_LOST_EXTENDED ||
+         code == CR_CONNECTION_ERROR || code == CR_CONN_HOST_ERROR || code == ER_CONNECTION_KILLED ||
+         code == 4031 /* ER_CLIENT_INTERACTION_TIMEOUT */;
+}
+
+/* ---- sinks ------------------------------------------------------------------------------- */
+
+static void on_sink_async(uv_async_t *a)
+{
+  sq_db_sink_t *s = a->data;
+  uv_mutex_lock(&s->lock);
+  sq_db_job_t *j = s->head;
+  s->head = s->tail = NULL;
+  uv_mutex_unlock(&s->lock);
+  /* uv_async_send calls coalesce: one wake-up may carry many jobs, so take the whole list. */
+  while (j) {
+    sq_db_job_t *next = j->next;
+    j->next = NULL;
+    s->on_done(j, s->ctx);
+    j = next;
+  }
+}
+
+sq_db_sink_t *sq_db_sink_new(uv_loop_t *loop, sq_db_done_cb on_done, void *ctx)
+{
+  sq_db_sink_t *s = sq_calloc(1, sizeof *s);
+  uv_mutex_init(&s->lock);
+  uv_async_init(loop, &s->async, on_sink_async);
+  s->async.data = s;
+  s->on_done = on_done;
+  s->ctx = ctx;
+  return s;
+}
+
+static void on_sink_closed(uv_handle_t *h)
+{
+  sq_db_sink_t *s = h->data;
+  uv_mutex_destroy(&s->lock);
+  free(s);
+}
+
+void sq_db_sink_close(sq_db_sink_t *s)
+{
+  uv_close((uv_handle_t *)&s->async, on_sink_closed);
+}
+
+static void complete(sq_db_job_t *j)
+{
+  j->done_ns = uv_hrtime();
+  sq_db_sink_t *s = j->sink;
+  if (!s) {
+    sq_db_job_free(j);
+    return;
+  }
+  uv_mutex_lock(&s->lock);
+  j->next = NULL;
+  if (s->tail)
+    s->tail->next = j;
+  else
+    s->head = j;
+  s->tail = j;
+  uv_mutex_unlock(&s->lock);
+  uv_async_send(&s->async);
+}
+
+/* ---- statement cache --------------------------------------------------------------------- */
+
+static uint64_t fnv1a(const char *s, size_t n)
+{
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+  return h;
+}
+
+static void lru_unlink(sq_db_conn_t *c, stmt_entry_t *e)
+{
+  if (e->prev)
+    e->prev->next = e->next;
+  else
+    c->lru_head = e->next;
+  if (e->next)
+    e->next->prev = e->prev;
+  else
+    c->lru_tail = e->prev;
+  e->prev = e->next = NULL;
+}
+
+static void lru_push_front(sq_db_conn_t *c, stmt_entry_t *e)
+{
+  e->next = c->lru_head;
+  e->prev = NULL;
+  if (c->lru_head)
+    c->lru_head->prev = e;
+  c->lru_head = e;
+  if (!c->lru_tail)
+    c->lru_tail = e;
+}
+
+static stmt_entry_t *cache_get(sq_db_conn_t *c, const char *sql, size_t len, uint64_t h)
+{
+  for (stmt_entry_t *e = c->buckets[h & (c->nbuckets - 1)]; e; e = e->hnext) {
+    if (e->hash == h && e->len == len && memcmp(e->sql, sql, len) == 0) {
+      if (c->lru_head != e) {
+        lru_unlink(c, e);
+        lru_push_front(c, e);
+      }
+      return e;
+    }
+  }
+  return NULL;
+}
+
+static void cache_remove(sq_db_conn_t *c, stmt_entry_t *e)
+{
+  stmt_entry_t **pp = &c->buckets[e->hash & (c->nbuckets - 1)];
+  while (*pp != e)
+    pp = &(*pp)->hnext;
+  *pp = e->hnext;
+  lru_unlink(c, e);
+  mysql_stmt_close(e->stmt);
+  free(e->sql);
+  free(e);
+  c->ncached--;
+}
+
+static stmt_entry_t *cache_put(sq_db_conn_t *c, const char *sql, size_t len, uint64_t h, MYSQL_STMT *st)
+{
+  if (c->ncached >= c->pool->cfg.stmt_cache && c->lru_tail)
+    cache_remove(c, c->lru_tail);  /* closing it frees the server-side statement too */
+  stmt_entry_t *e = sq_calloc(1, sizeof *e);
+  e->sql = memcpy(sq_malloc(len), sql, len);
+  e->len = len;
+  e->hash = h;
+  e->stmt = st;
+  e->hnext = c->buckets[h & (c->nbuckets - 1)];
+  c->buckets[h & (c->nbuckets - 1)] = e;
+  lru_push_front(c, e);
+  c->ncached++;
+  return e;
+}
+
+static void cache_clear(sq_db_conn_t *c)
+{
+  while (c->lru_head)
+    cache_remove(c, c->lru_head);
+}
+
+/* ---- connecting -------------------------------------------------------------------------- */
+
+static void drop_connection(sq_db_conn_t *c)
+{
+  cache_clear(c);
+  if (c->my)
+    mysql_close(c->my);
+  c->my = NULL;
+  c->next_connect = uv_hrtime();  /* the first retry is immediate; backoff starts on failure */
+  uv_mutex_lock(&c->pool->lock);
+  if (c->pinned)
+    c->tx_broken = 1;
+  uv_mutex_unlock(&c->pool->lock);
+}
+
+static MYSQL *open_connection(const sq_db_config_t *cfg, char *err, size_t errlen, unsigned *code)
+{
+  MYSQL *m = mysql_init(NULL);
+  if (!m)
+    sq__oom(0);
+  unsigned timeout = (unsigned)ceil(cfg->connect_timeout);
+  my_bool off = 0;
+  mysql_options(m, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+  mysql_options(m, MYSQL_OPT_RECONNECT, &off);  /* a silent reconnect would lose session state */
+  mysql_options(m, MYSQL_SET_CHARSET_NAME, cfg->charset);
+  const char *host = cfg->socket ? "localhost" : cfg->host;
+  if (!mysql_real_connect(m, host, cfg->user, cfg->password, cfg->database, (unsigned)cfg->port, cfg->socket,
+                          0)) {
+    *code = mysql_errno(m);
+    snprintf(err, errlen, "%s", mysql_error(m));
+    mysql_close(m);
+    return NULL;
+  }
+  return m;
+}
+
+static int connect_conn(sq_db_conn_t *c)
+{
+  const sq_db_config_t *cfg = &c->pool->cfg;
+  MYSQL *m = open_connection(cfg, c->last_err, sizeof c->last_err, &c->last_errno);
+  uint64_t now = uv_hrtime();
+  if (!m) {
+    c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : SQ_BACKOFF_MIN_MS;
+    if (c->backoff_ms > SQ_BACKOFF_MAX_MS)
+      c->backoff_ms = SQ_BACKOFF_MAX_MS;
+    c->next_connect = now + (uint64_t)c->backoff_ms * 1000000ull;
+    if (c->index == 0)  /* one line per pool, not one per connection */
+      sq_log(SQ_LOG_WARN, "db: cannot connect (retrying in %ums): %s", c->backoff_ms, c->last_err);
+    return -1;
+  }
+  if (c->backoff_ms && c->index == 0)
+    sq_log(SQ_LOG_INFO, "db: connected again");
+  c->backoff_ms = 0;
+  c->my = m;
+  c->thread_id = mysql_thread_id(m);
+  c->last_used = now;
+  c->wait_timeout = 28800;
+  if (mysql_query(m, "SELECT @@wait_timeout") == 0) {
+    MYSQL_RES *r = mysql_store_result(m);
+    MYSQL_ROW row = r ? mysql_fetch_row(r) : NULL;
+    if (row && row[0])
+      c->wait_timeout = (unsigned)strtoul(row[0], NULL, 10);
+    if (r)
+      mysql_free_result(r);
+  }
+  return 0;
+}
+
+/* Makes sure `c` has a live connection before a job runs on it; fails the job otherwise. */
+static int ensure_connected(sq_db_conn_t *c, sq_db_job_t *j)
+{
+  uint64_t now = uv_hrtime();
+  if (c->my && now - c->last_used > (uint64_t)c->wait_timeout * NS / 2 && mysql_ping(c->my) != 0)
+    drop_connection(c);
+  if (c->my)
+    return 0;
+  if (now >= c->next_connect && connect_conn(c) == 0)
+    return 0;
+  char msg[400];
+  snprintf(msg, sizeof msg, "database unavailable: %s", c->last_err[0] ? c->last_err : "not connected yet");
+  job_error(j, SQ_DB_ERR_UNAVAILABLE, c->last_errno ? c->last_errno : CR_CONNECTION_ERROR, "08S01", msg);
+  return -1;
+}
+
+/* ---- running statements ------------------------------------------------------------------ */
+
+static void error_from(sq_db_conn_t *c, sq_db_job_t *j, unsigned code, const char *state, const char *msg)
+{
+  int killed;
+  uv_mutex_lock(&c->klock);
+  killed = c->killed;
+  uv_mutex_unlock(&c->klock);
+  if (killed && (code == ER_QUERY_INTERRUPTED || code == ER_STATEMENT_TIMEOUT)) {
+    char m[160];
+    snprintf(m, sizeof m, "query timed out after %gs and was killed", c->pool->cfg.query_timeout);
+    job_error(j, SQ_DB_ERR_TIMEOUT, ER_STATEMENT_TIMEOUT, "70100", m);
+    return;
+  }
+  job_error(j, sq_db_errno_is_lost(code) ? SQ_DB_ERR_UNAVAILABLE : SQ_DB_ERR_QUERY, code, state, msg);
+}
+
+static void add_column(sq_db_result_t *r, int i, const char *name, size_t len)
+{
+  r->cols[i].name_off = (uint32_t)r->arena.len;
+  r->cols[i].name_len = (uint32_t)len;
+  sq_buf_append(&r->arena, name, len);
+}
+
+static void put_string(sq_db_result_t *r, sq_db_value_t *v, const char *s, size_t len)
+{
+  v->kind = SQ_DB_STRING;
+  v->len = (uint32_t)len;
+  v->v.off = r->arena.len;
+  sq_buf_append(&r->arena, s, len);
+}
+
+static int is_integer_type(enum enum_field_types t)
+{
+  return t == MYSQL_TYPE_TINY || t == MYSQL_TYPE_SHORT || t == MYSQL_TYPE_LONG || t == MYSQL_TYPE_INT24 ||
+         t == MYSQL_TYPE_LONGLONG || t == MYSQL_TYPE_YEAR;
+}
+
+static int is_time_type(enum enum_field_types t)
+{
+  return t == MYSQL_TYPE_DATE || t == MYSQL_TYPE_TIME || t == MYSQL_TYPE_DATETIME || t == MYSQL_TYPE_TIMESTAMP;
+}
+
+static size_t format_time(char *out, size_t n, const MYSQL_TIME *t, enum enum_field_types type, unsigned decimals)
+{
+  size_t len;
+  if (type == MYSQL_TYPE_DATE)
+    return (size_t)snprintf(out, n, "%04u-%02u-%02u", t->year, t->month, t->day);
+  if (type == MYSQL_TYPE_TIME)
+    len = (size_t)snprintf(out, n, "%s%02u:%02u:%02u", t->neg ? "-" : "", t->day * 24 + t->hour, t->minute,
+                           t->second);
+  else
+    len = (size_t)snprintf(out, n, "%04u-%02u-%02u %02u:%02u:%02u", t->year, t->month, t->day, t->hour,
+                           t->minute, t->second);
+  if (decimals > 0 && decimals <= 6) {
+    char frac[8];
+    snprintf(frac, sizeof frac, "%06lu", t->second_part);
+    len += (size_t)snprintf(out + len, n - len, ".%.*s", (int)decimals, frac);
+  }
+  return len;
+}
+
+/* Reads a text-protocol result (EXEC, or statements the server cannot prepare). */
+static void read_text_result(sq_db_conn_t *c, sq_db_job_t *j)
+{
+  sq_db_result_t *r = &j->res;
+  MYSQL_RES *res = mysql_store_result(c->my);
+  if (!res) {
+    if (mysql_field_count(c->my) != 0) {
+      error_from(c, j, mysql_errno(c->my), mysql_sqlstate(c->my), mysql_error(c->my));
+      return;
+    }
+    r->affected_rows = mysql_affected_rows(c->my);
+    r->insert_id = mysql_insert_id(c->my);
+    return;
+  }
+  MYSQL_FIELD *f = mysql_fetch_fields(res);
+  r->has_rows = 1;
+  r->ncols = (int)mysql_num_fields(res);
+  r->nrows = (size_t)mysql_num_rows(res);
+  r->cols = sq_calloc((size_t)r->ncols ? (size_t)r->ncols : 1, sizeof *r->cols);
+  r->cells = sq_calloc(r->nrows * (size_t)r->ncols + 1, sizeof *r->cells);
+  for (int i = 0; i < r->ncols; i++)
+    add_column(r, i, f[i].name, f[i].name_length);
+  MYSQL_ROW row;
+  for (size_t n = 0; (row = mysql_fetch_row(res)) != NULL; n++) {
+    unsigned long *lens = mysql_fetch_lengths(res);
+    for (int i = 0; i < r->ncols; i++) {
+      sq_db_value_t *v = &r->cells[n * (size_t)r->ncols + (size_t)i];
+      if (!row[i]) {
+        v->kind = SQ_DB_NULL;
+      } else if (is_integer_type(f[i].type) && (f[i].flags & UNSIGNED_FLAG)) {
+        v->kind = SQ_DB_UINT;
+        v->v.u = strtoull(row[i], NULL, 10);
+      } else if (is_integer_type(f[i].type)) {
+        v->kind = SQ_DB_INT;
+        v->v.i = strtoll(row[i], NULL, 10);
+      } else if (f[i].type == MYSQL_TYPE_FLOAT || f[i].type == MYSQL_TYPE_DOUBLE) {
+        v->kind = SQ_DB_DOUBLE;
+        v->v.d = strtod(row[i], NULL);
+      } else {
+        put_string(r, v, row[i], lens[i]);
+      }
+    }
+  }
+  mysql_free_result(res);
+}
+
+/* A connection must go back with no pending result sets (CALL returns several). */
+static void drain_text_results(sq_db_conn_t *c)
+{
+  while (mysql_more_results(c->my) && mysql_next_result(c->my) == 0) {
+    MYSQL_RES *extra = mysql_store_result(c->my);
+    if (extra)
+      mysql_free_result(extra);
+  }
+}
+
+static void run_text(sq_db_conn_t *c, sq_db_job_t *j, const char *sql, size_t len)
+{
+  if (mysql_real_query(c->my, sql, len) != 0) {
+    error_from(c, j, mysql_errno(c->my), mysql_sqlstate(c->my), mysql_error(c->my));
+    return;
+  }
+  read_text_result(c, j);
+  drain_text_results(c);
+}
+
+static void stmt_error(sq_db_conn_t *c, sq_db_job_t *j, MYSQL_STMT *st)
+{
+  error_from(c, j, mysql_stmt_errno(st), mysql_stmt_sqlstate(st), mysql_stmt_error(st));
+}
+
+static void read_stmt_result(sq_db_conn_t *c, sq_db_job_t *j, MYSQL_STMT *st)
+{
+  sq_db_result_t *r = &j->res;
+  if (mysql_stmt_store_result(st) != 0) {
+    stmt_error(c, j, st);
+    return;
+  }
+  /* Fetched after store_result so that max_length (STMT_ATTR_UPDATE_MAX_LENGTH) is filled in and
+   * every string buffer can be sized once. */
+  MYSQL_RES *meta = mysql_stmt_result_metadata(st);
+  MYSQL_FIELD *f = mysql_fetch_fields(meta);
+  int ncols = (int)mysql_num_fields(meta);
+  r->has_rows = 1;
+  r->ncols = ncols;
+  r->nrows = (size_t)mysql_stmt_num_rows(st);
+  r->cols = sq_calloc((size_t)ncols ? (size_t)ncols : 1, sizeof *r->cols);
+  r->cells = sq_calloc(r->nrows * (size_t)ncols + 1, sizeof *r->cells);
+  MYSQL_BIND *b = sq_calloc((size_t)ncols ? (size_t)ncols : 1, sizeof *b);
+  struct out {
+    union {
+      long long i;
+      double d;
+      MYSQL_TIME t;
+    } v;
+    char *buf;
+    unsigned long len;
+    my_bool is_null, error;
+  } *o = sq_calloc((size_t)ncols ? (size_t)ncols : 1, sizeof *o);
+  for (int i = 0; i < ncols; i++) {
+    add_column(r, i, f[i].name, f[i].name_length);
+    b[i].is_null = &o[i].is_null;
+    b[i].length = &o[i].len;
+    b[i].error = &o[i].error;
+    if (is_integer_type(f[i].type)) {
+      b[i].buffer_type = MYSQL_TYPE_LONGLONG;
+      b[i].buffer = &o[i].v.i;
+      b[i].is_unsigned = (f[i].flags & UNSIGNED_FLAG) != 0;
+    } else if (f[i].type == MYSQL_TYPE_FLOAT || f[i].type == MYSQL_TYPE_DOUBLE) {
+      b[i].buffer_type = MYSQL_TYPE_DOUBLE;
+      b[i].buffer = &o[i].v.d;
+    } else if (is_time_type(f[i].type)) {
+      b[i].buffer_type = f[i].type;
+      b[i].buffer = &o[i].v.t;
+    } else {
+      size_t cap = f[i].max_length ? f[i].max_length : 1;
+      o[i].buf = sq_malloc(cap);
+      b[i].buffer_type = MYSQL_TYPE_STRING;
+      b[i].buffer = o[i].buf;
+      b[i].buffer_length = cap;
+    }
+  }
+  int rc = mysql_stmt_bind_result(st, b) ? 1 : 0;
+  for (size_t n = 0; rc == 0; n++) {
+    rc = mysql_stmt_fetch(st);
+    if (rc == MYSQL_NO_DATA || rc == 1)
+      break;
+    rc = 0;  /* MYSQL_DATA_TRUNCATED is handled per column below */
+    for (int i = 0; i < ncols; i++) {
+      sq_db_value_t *v = &r->cells[n * (size_t)ncols + (size_t)i];
+      if (o[i].is_null) {
+        v->kind = SQ_DB_NULL;
+      } else if (b[i].buffer_type == MYSQL_TYPE_LONGLONG) {
+        v->kind = b[i].is_unsigned ? SQ_DB_UINT : SQ_DB_INT;
+        v->v.i = o[i].v.i;
+      } else if (b[i].buffer_type == MYSQL_TYPE_DOUBLE) {
+        v->kind = SQ_DB_DOUBLE;
+        v->v.d = o[i].v.d;
+      } else if (b[i].buffer_type == MYSQL_TYPE_STRING) {
+        if (o[i].len > b[i].buffer_length) {  /* max_length was not enough: fetch it whole */
+          MYSQL_BIND one = b[i];
+          char *big = sq_malloc(o[i].len);
+          one.buffer = big;
+          one.buffer_length = o[i].len;
+          mysql_stmt_fetch_column(st, &one, (unsigned)i, 0);
+          put_string(r, v, big, o[i].len);
+          free(big);
+        } else {
+          put_string(r, v, o[i].buf, o[i].len);
+        }
+      } else {
+        char tbuf[64];
+        size_t tl = format_time(tbuf, sizeof tbuf, &o[i].v.t, f[i].type, f[i].decimals);
+        put_string(r, v, tbuf, tl);
+      }
+    }
+  }
+  if (rc == 1)
+    stmt_error(c, j, st);
+  for (int i = 0; i < ncols; i++)
+    free(o[i].buf);
+  free(o);
+  free(b);
+  mysql_free_result(meta);
+  mysql_stmt_free_result(st);
+}
+
+static void run_prepared(sq_db_conn_t *c, sq_db_job_t *j)
+{
+  const char *sql = j->in.data;
+  size_t len = j->sql_len;
+  uint64_t h = fnv1a(sql, len);
+  stmt_entry_t *e = cache_get(c, sql, len, h);
+  if (!e) {
+    MYSQL_STMT *st = mysql_stmt_init(c->my);
+    if (!st)
+      sq__oom(0);
+    if (mysql_stmt_prepare(st, sql, len) != 0) {
+      unsigned code = mysql_stmt_errno(st);
+      if (code == ER_UNSUPPORTED_PS && j->nparams == 0) {
+        mysql_stmt_close(st);
+        run_text(c, j, sql, len);
+        return;
+      }
+      stmt_error(c, j, st);
+      mysql_stmt_close(st);
+      return;
+    }
+    my_bool on = 1;
+    mysql_stmt_attr_set(st, STMT_ATTR_UPDATE_MAX_LENGTH, &on);
+    e = cache_put(c, sql, len, h, st);
+  }
+  MYSQL_STMT *st = e->stmt;
+  unsigned long want = mysql_stmt_param_count(st);
+  if (want != (unsigned long)j->nparams) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "statement has %lu placeholder%s but %d value%s given", want, want == 1 ? "" : "s",
+             j->nparams, j->nparams == 1 ? " was" : "s were");
+    job_error(j, SQ_DB_ERR_QUERY, CR_INVALID_PARAMETER_NO, "07001", msg);
+    return;
+  }
+  MYSQL_BIND pb[j->nparams ? j->nparams : 1];
+  unsigned long plen[j->nparams ? j->nparams : 1];
+  memset(pb, 0, sizeof pb);
+  for (int i = 0; i < j->nparams; i++) {
+    sq_db_value_t *p = &j->params[i];
+    switch (p->kind) {
+    case SQ_DB_NULL:
+      pb[i].buffer_type = MYSQL_TYPE_NULL;
+      break;
+    case SQ_DB_INT:
+    case SQ_DB_UINT:
+      pb[i].buffer_type = MYSQL_TYPE_LONGLONG;
+      pb[i].buffer = &p->v.i;
+      pb[i].is_unsigned = p->kind == SQ_DB_UINT;
+      break;
+    case SQ_DB_DOUBLE:
+      pb[i].buffer_type = MYSQL_TYPE_DOUBLE;
+      pb[i].buffer = &p->v.d;
+      break;
+    default:
+      plen[i] = p->len;
+      pb[i].buffer_type = MYSQL_TYPE_STRING;
+      pb[i].buffer = j->in.data + p->v.off;
+      pb[i].buffer_length = p->len;
+      pb[i].length = &plen[i];
+    }
+  }
+  if ((j->nparams && mysql_stmt_bind_param(st, pb) != 0) || mysql_stmt_execute(st) != 0) {
+    stmt_error(c, j, st);
+    /* A statement that failed may hold partial state; it is cheap to prepare again. */
+    if (!sq_db_errno_is_lost(j->err_code))
+      cache_remove(c, e);
+    return;
+  }
+  if (mysql_stmt_field_count(st) > 0) {
+    read_stmt_result(c, j, st);
+  } else {
+    j->res.affected_rows = mysql_stmt_affected_rows(st);
+    j->res.insert_id = mysql_stmt_insert_id(st);
+  }
+  while (mysql_stmt_more_results(st) && mysql_stmt_next_result(st) == 0)
+    mysql_stmt_free_result(st);
+}
+
+static void unpin(sq_db_conn_t *c)
+{
+  uv_mutex_lock(&c->pool->lock);
+  c->pinned = 0;
+  c->tx_broken = 0;
+  uv_cond_broadcast(&c->pool->cond);
+  uv_mutex_unlock(&c->pool->lock);
+}
+
+static void run_job(sq_db_conn_t *c, sq_db_job_t *j)
+{
+  int broken;
+  uv_mutex_lock(&c->pool->lock);
+  broken = c->tx_broken;
+  uv_mutex_unlock(&c->pool->lock);
+  switch (j->op) {
+  case SQ_DB_BEGIN:
+    if (ensure_connected(c, j) < 0) {
+      unpin(c);
+      return;
+    }
+    run_text(c, j, "START TRANSACTION", 17);
+    if (!j->err_class)
+      j->conn = c;
+    else
+      unpin(c);
+    break;
+  case SQ_DB_COMMIT:
+  case SQ_DB_ROLLBACK:
+    if (broken || !c->my) {
+      if (j->op == SQ_DB_COMMIT)
+        job_error(j, SQ_DB_ERR_UNAVAILABLE, CR_SERVER_LOST, "08S01",
+                  "the connection was lost during the transaction; it was rolled back");
+    } else if (j->op == SQ_DB_COMMIT) {
+      run_text(c, j, "COMMIT", 6);
+      if (j->err_class && c->my)
+        mysql_real_query(c->my, "ROLLBACK", 8);
+    } else {
+      run_text(c, j, "ROLLBACK", 8);
+    }
+    unpin(c);
+    break;
+  default:
+    if (broken) {
+      job_error(j, SQ_DB_ERR_UNAVAILABLE, CR_SERVER_LOST, "08S01",
+                "the connection was lost during the transaction; it was rolled back");
+      return;
+    }
+    if (!j->conn && ensure_connected(c, j) < 0)
+      return;
+    if (!c->my) {
+      job_error(j, SQ_DB_ERR_UNAVAILABLE, CR_SERVER_LOST, "08S01", "not connected");
+      return;
+    }
+    if (j->op == SQ_DB_EXEC)
+      run_text(c, j, j->in.data, j->sql_len);
+    else
+      run_prepared(c, j);
+  }
+  if (j->err_class && sq_db_errno_is_lost(j->err_code) && c->my)
+    drop_connection(c);
+  c->last_used = uv_hrtime();
+}
+
+/* ---- threads ----------------------------------------------------------------------------- */
+
+static sq_db_job_t *pop(sq_db_job_t **head, sq_db_job_t **tail)
+{
+  sq_db_job_t *j = *head;
+  if (j) {
+    *head = j->next;
+    if (!*head)
+      *tail = NULL;
+    j->next = NULL;
+  }
+  return j;
+}
+
+static void push(sq_db_job_t **head, sq_db_job_t **tail, sq_db_job_t *j)
+{
+  j->next = NULL;
+  if (*tail)
+    (*tail)->next = j;
+  else
+    *head = j;
+  *tail = j;
+}
+
+static void conn_main(void *arg)
+{
+  sq_db_conn_t *c = arg;
+  sq_db_pool_t *p = c->pool;
+  mysql_thread_init();
+  uv_mutex_lock(&p->lock);
+  for (;;) {
+    sq_db_job_t *j = pop(&c->q_head, &c->q_tail);
+    if (!j && !c->pinned && (j = pop(&p->q_head, &p->q_tail)) != NULL) {
+      p->queued--;
+      if (j->op == SQ_DB_BEGIN)
+        c->pinned = 1;  /* before unlocking, so no shared job slips in between */
+    }
+    if (!j) {
+      if (p->stop && !c->pinned)
+        break;
+      uint64_t now = uv_hrtime();
+      if (!c->my && !c->pinned && !p->stop) {
+        /* Reconnect in the background so the pool refills once the database is back. */
+        if (now >= c->next_connect) {
+          uv_mutex_unlock(&p->lock);
+          connect_conn(c);
+          uv_mutex_lock(&p->lock);
+          continue;
+        }
+        uv_cond_timedwait(&p->cond, &p->lock, c->next_connect - now);
+      } else {
+        uv_cond_wait(&p->cond, &p->lock);
+      }
+      continue;
+    }
+    uint64_t start = uv_hrtime();
+    j->started_ns = start;
+    p->busy++;
+    p->wait_ns += start - j->queued_ns;
+    uv_mutex_unlock(&p->lock);
+
+    uv_mutex_lock(&c->klock);
+    c->running = j;
+    c->running_since = start;
+    c->killed = 0;
+    uv_mutex_unlock(&c->klock);
+    run_job(c, j);
+    uv_mutex_lock(&c->klock);
+    c->running = NULL;
+    uv_mutex_unlock(&c->klock);
+
+    uv_mutex_lock(&p->lock);
+    p->busy--;
+    p->queries++;
+    p->errors += j->err_class != SQ_DB_ERR_NONE;
+    p->query_ns += uv_hrtime() - start;
+    uv_mutex_unlock(&p->lock);
+    complete(j);
+    uv_mutex_lock(&p->lock);
+  }
+  uv_mutex_unlock(&p->lock);
+  cache_clear(c);
+  if (c->my)
+    mysql_close(c->my);
+  c->my = NULL;
+  mysql_thread_end();
+}
+
+static void fail_list(sq_db_job_t *j, int cls, const char *msg)
+{
+  while (j) {
+    sq_db_job_t *next = j->next;
+    job_error(j, cls, cls == SQ_DB_ERR_EXHAUSTED ? ER_CON_COUNT_ERROR : CR_CONNECTION_ERROR,
+              cls == SQ_DB_ERR_EXHAUSTED ? "08004" : "08S01", msg);
+    complete(j);
+    j = next;
+  }
+}
+
+static void kill_query(sq_db_pool_t *p, sq_db_conn_t *c)
+{
+  if (!p->side) {
+    char err[256];
+    unsigned code;
+    p->side = open_connection(&p->cfg, err, sizeof err, &code);
+    if (!p->side) {
+      sq_log(SQ_LOG_WARN, "db: cannot open the side connection for KILL QUERY: %s", err);
+      return;
+    }
+  }
+  char sql[64];
+  int n = snprintf(sql, sizeof sql, "KILL QUERY %lu", c->thread_id);
+  if (mysql_real_query(p->side, sql, (unsigned long)n) != 0) {
+    sq_log(SQ_LOG_WARN, "db: %s failed: %s", sql, mysql_error(p->side));
+    mysql_close(p->side);
+    p->side = NULL;
+  }
+}
+
+/* Expires jobs that waited too long for a connection and kills queries past query_timeout. */
+static void watchdog_main(void *arg)
+{
+  sq_db_pool_t *p = arg;
+  mysql_thread_init();
+  uint64_t queue_limit = (uint64_t)(p->cfg.queue_timeout * 1e9);
+  uint64_t query_limit = (uint64_t)(p->cfg.query_timeout * 1e9);
+  uv_mutex_lock(&p->lock);
+  while (!p->stop) {
+    uv_cond_timedwait(&p->wd_cond, &p->lock, SQ_WATCHDOG_TICK_NS);
+    uint64_t now = uv_hrtime();
+    sq_db_job_t *expired = NULL, *exp_tail = NULL;
+    sq_db_job_t **pp = &p->q_head, *prev = NULL;
+    while (*pp) {
+      sq_db_job_t *j = *pp;
+      if (now - j->queued_ns > queue_limit) {
+        *pp = j->next;
+        p->queued--;
+        push(&expired, &exp_tail, j);
+      } else {
+        prev = j;
+        pp = &j->next;
+      }
+    }
+    p->q_tail = prev;
+    uv_mutex_unlock(&p->lock);
+    char msg[128];
+    snprintf(msg, sizeof msg, "pool exhausted: no database connection free within %gs", p->cfg.queue_timeout);
+    fail_list(expired, SQ_DB_ERR_EXHAUSTED, msg);
+    if (query_limit) {
+      for (int i = 0; i < p->cfg.pool_size; i++) {
+        sq_db_conn_t *c = &p->conns[i];
+        uv_mutex_lock(&c->klock);
+        if (c->running && !c->killed && now - c->running_since > query_limit &&
+            (c->running->op == SQ_DB_QUERY || c->running->op == SQ_DB_EXEC)) {
+          c->killed = 1;
+          kill_query(p, c);
+        }
+        uv_mutex_unlock(&c->klock);
+      }
+    }
+    uv_mutex_lock(&p->lock);
+  }
+  uv_mutex_unlock(&p->lock);
+  if (p->side)
+    mysql_close(p->side);
+  mysql_thread_end();
+}
+
+static char *dup_or_null(const char *s) { return s ? sq_strdup(s) : NULL; }
+
+sq_db_pool_t *sq_db_pool_start(const sq_db_config_t *cfg)
+{
+  mysql_library_init(0, NULL, NULL);
+  sq_db_pool_t *p = sq_calloc(1, sizeof *p);
+  p->cfg = *cfg;
+  p->cfg.host = dup_or_null(cfg->host);
+  p->cfg.socket = dup_or_null(cfg->socket);
+  p->cfg.user = dup_or_null(cfg->user);
+  p->cfg.password = dup_or_null(cfg->password);
+  p->cfg.database = dup_or_null(cfg->database);
+  p->cfg.charset = dup_or_null(cfg->charset);
+  uv_mutex_init(&p->lock);
+  uv_cond_init(&p->cond);
+  uv_cond_init(&p->wd_cond);
+  p->conns = sq_calloc((size_t)cfg->pool_size, sizeof *p->conns);
+  unsigned nb = 16;
+  while (nb < (unsigned)cfg->stmt_cache * 2)
+    nb *= 2;
+  for (int i = 0; i < cfg->pool_size; i++) {
+    sq_db_conn_t *c = &p->conns[i];
+    c->pool = p;
+    c->index = i;
+    c->nbuckets = nb;
+    c->buckets = sq_calloc(nb, sizeof *c->buckets);
+    uv_mutex_init(&c->klock);
+    uv_thread_create(&c->thread, conn_main, c);
+  }
+  uv_thread_create(&p->watchdog, watchdog_main, p);
+  return p;
+}
+
+void sq_db_pool_stop(sq_db_pool_t *p)
+{
+  if (!p)
+    return;
+  uv_mutex_lock(&p->lock);
+  p->stop = 1;
+  sq_db_job_t *left = p->q_head;
+  p->q_head = p->q_tail = NULL;
+  p->queued = 0;
+  uv_cond_broadcast(&p->cond);
+  uv_cond_signal(&p->wd_cond);
+  uv_mutex_unlock(&p->lock);
+  fail_list(left, SQ_DB_ERR_UNAVAILABLE, "the server is shutting down");
+  uv_thread_join(&p->watchdog);
+  for (int i = 0; i < p->cfg.pool_size; i++) {
+    uv_thread_join(&p->conns[i].thread);
+    free(p->conns[i].buckets);
+    uv_mutex_destroy(&p->conns[i].klock);
+  }
+  free(p->conns);
+  free(p->cfg.host);
+  free(p->cfg.socket);
+  free(p->cfg.user);
+  free(p->cfg.password);
+  free(p->cfg.database);
+  free(p->cfg.charset);
+  uv_cond_destroy(&p->cond);
+  uv_cond_destroy(&p->wd_cond);
+  uv_mutex_destroy(&p->lock);
+  free(p);
+  mysql_library_end();
+}
+
+int sq_db_submit(sq_db_pool_t *p, sq_db_job_t *j)
+{
+  j->queued_ns = uv_hrtime();
+  uv_mutex_lock(&p->lock);
+  if (j->conn) {
+    /* Pinned work never waits behind other requests and never counts against max_queue. */
+    push(&j->conn->q_head, &j->conn->q_tail, j);
+  } else {
+    if (p->queued >= p->cfg.max_queue || p->stop) {
+      uv_mutex_unlock(&p->lock);
+      return -1;
+    }
+    push(&p->q_head, &p->q_tail, j);
+    p->queued++;
+  }
+  /* Broadcast: a signal could wake a pinned thread that ignores shared work, and lose it. */
+  uv_cond_broadcast(&p->cond);
+  uv_mutex_unlock(&p->lock);
+  return 0;
+}
+
+void sq_db_stats(sq_db_pool_t *p, sq_db_stats_t *out)
+{
+  uv_mutex_lock(&p->lock);
+  out->size = p->cfg.pool_size;
+  out->busy = p->busy;
+  out->waiting = p->queued;
+  out->queries = p->queries;
+  out->errors = p->errors;
+  out->wait_seconds = (double)p->wait_ns / 1e9;
+  out->query_seconds = (double)p->query_ns / 1e9;
+  uv_mutex_unlock(&p->lock);
+}
+
+int sq_db_max_queue(const sq_db_pool_t *p) { return p->cfg.max_queue; }

@@ -1,0 +1,134 @@
+/* The database pool: `pool_size` dedicated threads, each owning one MariaDB connection, fed from
+ * one shared job queue. It knows nothing of Lua or HTTP. A job carries its own copies of the SQL
+ * and parameters in, and its results out in plain C memory; when done it is appended to the
+ * submitting worker's sink, which wakes that worker's loop.
+ *
+ * Transactions pin a connection: a BEGIN job returns the connection it ran on, and jobs that name
+ * that connection go to its private queue, in order, until COMMIT/ROLLBACK/RELEASE unpins it. */
+#ifndef SQ_DB_POOL_H
+#define SQ_DB_POOL_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "mem.h"
+
+typedef struct {
+  char *host;
+  int port;
+  char *socket;
+  char *user;
+  char *password;
+  char *database;
+  char *charset;
+  int pool_size;
+  double connect_timeout;   /* seconds */
+  double query_timeout;     /* seconds; 0 = none */
+  double queue_timeout;     /* seconds a job may wait for a free connection */
+  int max_queue;            /* jobs that may wait; past it, submit fails at once */
+  int stmt_cache;           /* prepared statements kept per connection (LRU) */
+} sq_db_config_t;
+
+typedef struct sq_db_pool_s sq_db_pool_t;
+typedef struct sq_db_conn_s sq_db_conn_t;
+typedef struct sq_db_sink_s sq_db_sink_t;
+typedef struct sq_db_job_s sq_db_job_t;
+
+enum sq_db_op {
+  SQ_DB_QUERY,      /* prepared (binary protocol) when it has parameters or is cacheable */
+  SQ_DB_EXEC,       /* text protocol, no parameters: SAVEPOINT and friends */
+  SQ_DB_BEGIN,      /* pin a connection and start a transaction; `conn` is set on success */
+  SQ_DB_COMMIT,     /* on `conn`; unpins */
+  SQ_DB_ROLLBACK,   /* on `conn`; unpins */
+};
+
+enum sq_db_kind { SQ_DB_NULL, SQ_DB_INT, SQ_DB_UINT, SQ_DB_DOUBLE, SQ_DB_STRING };
+
+typedef struct {
+  uint8_t kind;
+  uint32_t len;             /* SQ_DB_STRING: bytes at `off` in the owning buffer */
+  union {
+    int64_t i;
+    uint64_t u;
+    double d;
+    size_t off;
+  } v;
+} sq_db_value_t;
+
+typedef struct {
+  uint32_t name_off, name_len;   /* into the result's arena */
+} sq_db_col_t;
+
+typedef struct {
+  int has_rows;             /* a result set (even empty) rather than a row count */
+  int ncols;
+  sq_db_col_t *cols;
+  size_t nrows;
+  sq_db_value_t *cells;     /* nrows * ncols, row-major */
+  sq_buf_t arena;           /* column names and string values */
+  uint64_t affected_rows;
+  uint64_t insert_id;
+} sq_db_result_t;
+
+/* Error classes the Lua side maps to HTTP statuses. */
+enum { SQ_DB_ERR_NONE, SQ_DB_ERR_QUERY, SQ_DB_ERR_UNAVAILABLE, SQ_DB_ERR_EXHAUSTED, SQ_DB_ERR_TIMEOUT };
+
+struct sq_db_job_s {
+  /* IN, owned by the job */
+  int op;
+  sq_db_conn_t *conn;       /* the pinned connection (IN for tx ops, OUT for BEGIN) */
+  sq_buf_t in;              /* the SQL, then the bytes of string parameters */
+  size_t sql_len;
+  sq_db_value_t *params;
+  int nparams;
+  /* OUT */
+  int err_class;
+  unsigned err_code;        /* MySQL errno */
+  char sqlstate[6];
+  char err_msg[512];
+  sq_db_result_t res;
+  uint64_t queued_ns, started_ns, done_ns;
+  /* routing, untouched by the pool */
+  sq_db_sink_t *sink;       /* NULL: the pool frees the job itself when done */
+  void *owner;
+  sq_db_job_t *next;
+};
+
+typedef struct {
+  int size, busy, waiting;
+  uint64_t queries, errors;
+  double wait_seconds, query_seconds;  /* totals */
+} sq_db_stats_t;
+
+/* Main thread. Starts the threads; they connect in the background (with backoff), so a database
+ * that is down does not stop start-up. */
+sq_db_pool_t *sq_db_pool_start(const sq_db_config_t *cfg);
+/* Main thread, after every worker has stopped submitting. Fails what is queued, joins threads. */
+void sq_db_pool_stop(sq_db_pool_t *p);
+
+sq_db_job_t *sq_db_job_new(int op);
+void sq_db_job_free(sq_db_job_t *job);
+/* Adds a parameter; strings are copied into the job. */
+void sq_db_job_param(sq_db_job_t *job, const sq_db_value_t *v, const char *str);
+
+/* Any thread. Takes ownership of `job` unless it returns -1 (the queue is full: pool exhausted),
+ * in which case the caller still owns it and nothing was queued. */
+int sq_db_submit(sq_db_pool_t *p, sq_db_job_t *job);
+
+/* Any thread. */
+int sq_db_max_queue(const sq_db_pool_t *p);
+
+/* Any thread. A consistent snapshot of the counters. */
+void sq_db_stats(sq_db_pool_t *p, sq_db_stats_t *out);
+
+/* Worker thread. A sink delivers finished jobs to `on_done` on `loop`, batched per wake-up. */
+typedef void (*sq_db_done_cb)(sq_db_job_t *job, void *ctx);
+sq_db_sink_t *sq_db_sink_new(uv_loop_t *loop, sq_db_done_cb on_done, void *ctx);
+/* Worker thread, once no job of this sink is outstanding. Closes the async handle; the sink is
+ * freed in its close callback. */
+void sq_db_sink_close(sq_db_sink_t *s);
+
+/* 1 for errnos after which the connection is unusable (server gone, lost, killed). */
+int sq_db_errno_is_lost(unsigned code);
+
+#endif

@@ -1,0 +1,421 @@
+/* Lua face of the database.
+ *
+ * Thread: the owning worker's. A db_* call validates its arguments and copies the SQL and the
+ * parameter values into a job (no lua_State and no pointer into a Lua string crosses to the pool),
+ * records that its task waits on the database, submits and yields. If the queue is full it
+ * returns (false, err) at once instead: "pool exhausted" must never become an unbounded wait.
+ *
+ * The completion arrives through this worker's sink. If the request has gone meanwhile, the
+ * result is dropped and the task abandoned without resuming; a transaction it had opened is
+ * rolled back and its connection unpinned by a job that nobody waits for. */
+#include "lua_db.h"
+
+#include <errmsg.h>
+#include <lauxlib.h>
+#include <math.h>
+#include <mysqld_error.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "lua_bridge.h"
+#include "worker.h"
+
+typedef struct {
+  sq_db_pool_t *pool;
+  sq_db_sink_t *sink;
+  sq_bridge_t *bridge;
+  int err_mt_ref;
+} dbstate_t;
+
+typedef struct {
+  sq_db_conn_t *conn;
+  int open;
+  sq_db_pool_t *pool;   /* not the dbstate: __gc may run while lua_close frees everything */
+  sq_task_res_t res;
+} sq_tx_t;
+
+static const char DB_KEY[] = "squall.db";
+static const char TX_MT[] = "squall.db.tx";
+
+static dbstate_t *state_of(lua_State *L)
+{
+  lua_getfield(L, LUA_REGISTRYINDEX, DB_KEY);
+  dbstate_t *d = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return d;
+}
+
+/* ---- results ----------------------------------------------------------------------------- */
+
+#define SQ_EXACT_INT (9007199254740992.0)  /* 2^53: every integer up to it is exact in a double */
+
+static void push_value(lua_State *L, const sq_db_result_t *r, const sq_db_value_t *v)
+{
+  char buf[24];
+  switch (v->kind) {
+  case SQ_DB_NULL:
+    lua_pushlightuserdata(L, NULL);  /* == cjson.null == db.null */
+    break;
+  case SQ_DB_INT:
+    if (v->v.i >= -(int64_t)SQ_EXACT_INT && v->v.i <= (int64_t)SQ_EXACT_INT)
+      lua_pushnumber(L, (lua_Number)v->v.i);
+    else
+      lua_pushlstring(L, buf, (size_t)snprintf(buf, sizeof buf, "%lld", (long long)v->v.i));
+    break;
+  case SQ_DB_UINT:
+    if (v->v.u <= (uint64_t)SQ_EXACT_INT)
+      lua_pushnumber(L, (lua_Number)v->v.u);
+    else
+      lua_pushlstring(L, buf, (size_t)snprintf(buf, sizeof buf, "%llu", (unsigned long long)v->v.u));
+    break;
+  case SQ_DB_DOUBLE:
+    lua_pushnumber(L, v->v.d);
+    break;
+  default:
+    lua_pushlstring(L, r->arena.data + v->v.off, v->len);
+  }
+}
+
+static void push_error(lua_State *L, dbstate_t *d, int cls, unsigned code, const char *state, const char *msg)
+{
+  static const char *const kinds[] = {"none", "query", "unavailable", "exhausted", "timeout"};
+  lua_createtable(L, 0, 4);
+  lua_pushnumber(L, code);
+  lua_setfield(L, -2, "code");
+  lua_pushstring(L, state);
+  lua_setfield(L, -2, "sqlstate");
+  lua_pushstring(L, msg);
+  lua_setfield(L, -2, "message");
+  lua_pushstring(L, kinds[cls]);
+  lua_setfield(L, -2, "kind");
+  if (d->err_mt_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, d->err_mt_ref);
+    lua_setmetatable(L, -2);
+  }
+}
+
+static void push_rows(lua_State *L, const sq_db_result_t *r)
+{
+  int ncols = r->ncols;
+  lua_createtable(L, (int)r->nrows, 0);
+  int res = lua_gettop(L);
+  lua_createtable(L, ncols, 0);
+  int names = res + 1;
+  for (int i = 0; i < ncols; i++) {
+    lua_pushlstring(L, r->arena.data + r->cols[i].name_off, r->cols[i].name_len);
+    lua_rawseti(L, names, i + 1);
+  }
+  const sq_db_value_t *v = r->cells;
+  for (size_t n = 0; n < r->nrows; n++) {
+    lua_createtable(L, 0, ncols);
+    for (int i = 0; i < ncols; i++, v++) {
+      lua_rawgeti(L, names, i + 1);
+      push_value(L, r, v);
+      lua_rawset(L, -3);
+    }
+    lua_rawseti(L, res, (int)n + 1);
+  }
+  /* The column order lives behind a metatable so the rows still encode as a JSON array. */
+  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 1);
+  lua_pushvalue(L, names);
+  lua_setfield(L, -2, "columns");
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, res);
+  lua_settop(L, res);
+}
+
+static void tx_release(sq_task_res_t *res);
+
+/* Pushes what the coroutine's db_* call returns: (true, value) or (false, err). */
+static int push_result(lua_State *L, dbstate_t *d, sq_db_job_t *j, sq_task_t *t)
+{
+  if (j->err_class) {
+    lua_pushboolean(L, 0);
+    push_error(L, d, j->err_class, j->err_code, j->sqlstate, j->err_msg);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  switch (j->op) {
+  case SQ_DB_BEGIN: {
+    sq_tx_t *tx = lua_newuserdata(L, sizeof *tx);
+    memset(tx, 0, sizeof *tx);
+    tx->conn = j->conn;
+    tx->open = 1;
+    tx->pool = d->pool;
+    tx->res.release = tx_release;
+    sq__task_hold(t, &tx->res);
+    luaL_getmetatable(L, TX_MT);
+    lua_setmetatable(L, -2);
+    return 2;
+  }
+  case SQ_DB_COMMIT:
+  case SQ_DB_ROLLBACK:
+    return 1;
+  default:
+    if (j->res.has_rows) {
+      push_rows(L, &j->res);
+    } else {
+      lua_createtable(L, 0, 2);
+      lua_pushnumber(L, (lua_Number)j->res.affected_rows);
+      lua_setfield(L, -2, "affected_rows");
+      lua_pushnumber(L, (lua_Number)j->res.insert_id);
+      lua_setfield(L, -2, "insert_id");
+    }
+    return 2;
+  }
+}
+
+/* Rolls back and unpins a connection whose transaction nobody will finish. */
+static void release_conn(sq_db_pool_t *pool, sq_db_conn_t *conn)
+{
+  sq_db_job_t *j = sq_db_job_new(SQ_DB_ROLLBACK);
+  j->conn = conn;
+  sq_db_submit(pool, j);  /* pinned jobs are never refused */
+}
+
+static void tx_release(sq_task_res_t *res)
+{
+  sq_tx_t *tx = (sq_tx_t *)((char *)res - offsetof(sq_tx_t, res));
+  if (tx->open) {
+    tx->open = 0;
+    release_conn(tx->pool, tx->conn);
+  }
+}
+
+static void on_done(sq_db_job_t *j, void *ctx)
+{
+  dbstate_t *d = ctx;
+  sq_task_t *t = j->owner;
+  lua_State *co = sq__task_arrived(t);
+  if (!co) {
+    if (j->op == SQ_DB_BEGIN && !j->err_class)
+      release_conn(d->pool, j->conn);
+    sq_db_job_free(j);
+  } else {
+    int n = push_result(co, d, j, t);
+    sq_db_job_free(j);
+    sq__task_resume(t, n);
+  }
+  sq_worker_t *w = sq__bridge_worker(d->bridge);
+  if (w->draining && sq_bridge_quiescent(d->bridge))
+    sq__worker_maybe_finish(w);
+}
+
+/* ---- submitting -------------------------------------------------------------------------- */
+
+static dbstate_t *check_db(lua_State *L)
+{
+  dbstate_t *d = state_of(L);
+  if (!d || !d->pool)
+    luaL_error(L, "no database configured: add a db table to config.lua");
+  return d;
+}
+
+static sq_task_t *check_task(lua_State *L)
+{
+  sq_task_t *t = sq__task_current(L);
+  if (!t)
+    luaL_error(L, "database calls can only be made from a request handler or a squall.spawn task "
+                  "(not at load time, and not from a coroutine of your own)");
+  return t;
+}
+
+static int submit(lua_State *L, dbstate_t *d, sq_task_t *t, sq_db_job_t *j)
+{
+  j->sink = d->sink;
+  j->owner = t;
+  if (sq_db_submit(d->pool, j) < 0) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "pool exhausted: more than %d queries waiting for a connection",
+             sq_db_max_queue(d->pool));
+    sq_db_job_free(j);
+    lua_pushboolean(L, 0);
+    push_error(L, d, SQ_DB_ERR_EXHAUSTED, ER_CON_COUNT_ERROR, "08004", msg);
+    return 2;
+  }
+  sq__task_wait(t, SQ_WAIT_DB);
+  return lua_yield(L, 0);
+}
+
+static sq_tx_t *opt_tx(lua_State *L, int idx)
+{
+  if (lua_isnil(L, idx))
+    return NULL;
+  sq_tx_t *tx = luaL_checkudata(L, idx, TX_MT);
+  if (!tx->open)
+    luaL_error(L, "this transaction is already finished");
+  return tx;
+}
+
+static void add_param(lua_State *L, sq_db_job_t *j, int idx, int n)
+{
+  sq_db_value_t v;
+  memset(&v, 0, sizeof v);
+  size_t len;
+  const char *s = NULL;
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL:
+    v.kind = SQ_DB_NULL;
+    break;
+  case LUA_TLIGHTUSERDATA:
+    if (lua_touserdata(L, idx) != NULL)
+      goto bad;
+    v.kind = SQ_DB_NULL;
+    break;
+  case LUA_TBOOLEAN:
+    v.kind = SQ_DB_INT;
+    v.v.i = lua_toboolean(L, idx);
+    break;
+  case LUA_TNUMBER: {
+    double x = lua_tonumber(L, idx);
+    /* Integral values within int64 go as integers, so `id = ?` compares exactly. */
+    if (x == floor(x) && x >= -9223372036854775808.0 && x < 9223372036854775808.0) {
+      v.kind = SQ_DB_INT;
+      v.v.i = (int64_t)x;
+    } else {
+      v.kind = SQ_DB_DOUBLE;
+      v.v.d = x;
+    }
+    break;
+  }
+  case LUA_TSTRING:
+    s = lua_tolstring(L, idx, &len);
+    v.kind = SQ_DB_STRING;
+    v.len = (uint32_t)len;
+    break;
+  default:
+    goto bad;
+  }
+  sq_db_job_param(j, &v, s);
+  return;
+bad:
+  sq_db_job_free(j);
+  luaL_error(L, "parameter #%d is a %s; expected nil, db.null, a boolean, a number or a string", n,
+             luaL_typename(L, idx));
+}
+
+/* core.db_query(tx|nil, sql, ...) and core.db_exec(tx|nil, sql) */
+static int query(lua_State *L, int op)
+{
+  dbstate_t *d = check_db(L);
+  sq_tx_t *tx = opt_tx(L, 1);
+  size_t len;
+  const char *sql = luaL_checklstring(L, 2, &len);
+  sq_task_t *t = check_task(L);
+  int top = lua_gettop(L);
+  if (op == SQ_DB_EXEC && top > 2)
+    return luaL_error(L, "db_exec takes no parameters");
+  sq_db_job_t *j = sq_db_job_new(op);
+  sq_buf_append(&j->in, sql, len);
+  j->sql_len = len;
+  for (int i = 3; i <= top; i++)
+    add_param(L, j, i, i - 2);
+  if (tx)
+    j->conn = tx->conn;
+  return submit(L, d, t, j);
+}
+
+static int l_db_query(lua_State *L) { return query(L, SQ_DB_QUERY); }
+static int l_db_exec(lua_State *L) { return query(L, SQ_DB_EXEC); }
+
+static int l_db_begin(lua_State *L)
+{
+  dbstate_t *d = check_db(L);
+  sq_task_t *t = check_task(L);
+  return submit(L, d, t, sq_db_job_new(SQ_DB_BEGIN));
+}
+
+static int finish_tx(lua_State *L, int op)
+{
+  dbstate_t *d = check_db(L);
+  sq_tx_t *tx = opt_tx(L, 1);
+  if (!tx)
+    return luaL_argerror(L, 1, "transaction expected");
+  sq_task_t *t = check_task(L);
+  /* The job unpins the connection whatever happens, so the transaction ends here. */
+  tx->open = 0;
+  sq__task_unhold(&tx->res);
+  sq_db_job_t *j = sq_db_job_new(op);
+  j->conn = tx->conn;
+  return submit(L, d, t, j);
+}
+
+static int l_db_commit(lua_State *L) { return finish_tx(L, SQ_DB_COMMIT); }
+static int l_db_rollback(lua_State *L) { return finish_tx(L, SQ_DB_ROLLBACK); }
+
+static int l_tx_gc(lua_State *L)
+{
+  sq_tx_t *tx = lua_touserdata(L, 1);
+  sq__task_unhold(&tx->res);
+  tx_release(&tx->res);
+  return 0;
+}
+
+static int l_db_stats(lua_State *L)
+{
+  dbstate_t *d = check_db(L);
+  sq_db_stats_t s;
+  sq_db_stats(d->pool, &s);
+  lua_createtable(L, 0, 7);
+  lua_pushinteger(L, s.size);
+  lua_setfield(L, -2, "size");
+  lua_pushinteger(L, s.busy);
+  lua_setfield(L, -2, "busy");
+  lua_pushinteger(L, s.waiting);
+  lua_setfield(L, -2, "waiting");
+  lua_pushnumber(L, (lua_Number)s.queries);
+  lua_setfield(L, -2, "queries");
+  lua_pushnumber(L, (lua_Number)s.errors);
+  lua_setfield(L, -2, "errors");
+  lua_pushnumber(L, s.wait_seconds);
+  lua_setfield(L, -2, "wait_time");
+  lua_pushnumber(L, s.query_seconds);
+  lua_setfield(L, -2, "query_time");
+  return 1;
+}
+
+static int l_db_set_error_mt(lua_State *L)
+{
+  luaL_checktype(L, 1, LUA_TTABLE);
+  dbstate_t *d = state_of(L);
+  if (d->err_mt_ref != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, d->err_mt_ref);
+  lua_pushvalue(L, 1);
+  d->err_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+void sq_lua_open_db(lua_State *L, sq_db_pool_t *pool, uv_loop_t *loop)
+{
+  static const luaL_Reg fns[] = {
+    {"db_query", l_db_query},   {"db_exec", l_db_exec},   {"db_begin", l_db_begin},
+    {"db_commit", l_db_commit}, {"db_rollback", l_db_rollback}, {"db_stats", l_db_stats},
+    {"db_set_error_mt", l_db_set_error_mt}, {NULL, NULL},
+  };
+  dbstate_t *d = lua_newuserdata(L, sizeof *d);
+  memset(d, 0, sizeof *d);
+  d->pool = pool;
+  d->err_mt_ref = LUA_NOREF;
+  d->bridge = sq__bridge_of(L);
+  if (pool && loop)
+    d->sink = sq_db_sink_new(loop, on_done, d);
+  lua_setfield(L, LUA_REGISTRYINDEX, DB_KEY);
+  luaL_newmetatable(L, TX_MT);
+  lua_pushcfunction(L, l_tx_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  luaL_register(L, NULL, fns);
+  lua_pushboolean(L, pool != NULL);
+  lua_setfield(L, -2, "db_configured");
+}
+
+void sq_lua_db_close(lua_State *L)
+{
+  dbstate_t *d = state_of(L);
+  if (d && d->sink) {
+    sq_db_sink_close(d->sink);
+    d->sink = NULL;
+  }
+}
