@@ -1,4 +1,5 @@
 -- The example application's configuration. Every key is documented in README.md.
+-- The database settings point at the private server that tools/db.sh runs (var/mariadb).
 return {
   listen = "127.0.0.1:8080",
   -- workers = 2,              -- default: the number of CPUs
@@ -15,4 +16,11 @@ return {
     keepalive_timeout = 75,
   },
   log = { level = "info", error = "stderr", access = false },
+  db = {
+    socket = "var/mariadb/mysqld.sock",
+    user = "squall",
+    password = "squall",
+    database = "squall",
+    pool_size = 4,
+  },
 }

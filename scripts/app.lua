@@ -1,10 +1,11 @@
 -- The example application. See README.md for the handler API.
 local squall = require "squall"
+local db = require "squall.db"
 
 local app = squall.app()
 
 app:get("/", function(req)
-  return "Squall is running. Try /hello/you or POST JSON to /echo.\n"
+  return "Squall is running. Try /hello/you, POST JSON to /echo, or /db.\n"
 end)
 
 app:get("/hello/:name", function(req)
@@ -16,13 +17,6 @@ app:post("/echo", function(req)
   return 201, { got = doc }
 end)
 
--- The TechEmpower plaintext and JSON routes, used by bench/.
-app:get("/plaintext", function(req)
-  return "Hello, World!"
-end)
-
-app:get("/json", function(req)
-  return { message = "Hello, World!" }
-end)
+require("techempower")(app)
 
 return app

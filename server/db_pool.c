@@ -886,7 +886,10 @@ static void watchdog_main(void *arg)
       for (int i = 0; i < p->cfg.pool_size; i++) {
         sq_db_conn_t *c = &p->conns[i];
         uv_mutex_lock(&c->klock);
-        if (c->running && !c->killed && now - c->running_since > query_limit &&
+        /* Read the clock under klock: running_since is set under it, so it is never later than
+         * this reading and the difference cannot wrap around. */
+        uint64_t t = uv_hrtime();
+        if (c->running && !c->killed && t - c->running_since > query_limit &&
             (c->running->op == SQ_DB_QUERY || c->running->op == SQ_DB_EXEC)) {
           c->killed = 1;
           kill_query(p, c);

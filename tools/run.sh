@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
+bash tools/db.sh start
 cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DSQ_SANITIZE=OFF -DBUILD_TESTING=OFF >/dev/null
 cmake --build build-release -j"$(nproc)"
 exec ./build-release/squall -c config.lua

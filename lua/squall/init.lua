@@ -32,6 +32,16 @@ end
 
 request.set_abort(_M.abort)
 
+-- ---- helpers -------------------------------------------------------------------------------
+
+local gsub = string.gsub
+local html_entities = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;" }
+
+-- Escapes text for HTML element content and attribute values.
+function _M.escape_html(s)
+  return (gsub(tostring(s), "[&<>\"']", html_entities))
+end
+
 -- ---- tasks ---------------------------------------------------------------------------------
 
 -- squall.core is the C host's module; required on first use so that pure modules (router,
