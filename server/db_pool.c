@@ -50,6 +50,8 @@ struct sq_db_conn_s {
   char last_err[256];
   unsigned last_errno;
   /* under pool->lock */
+  uv_cond_t cond;              /* this thread's wake-up: one job wakes one thread */
+  int idle;                    /* on the pool's idle stack */
   int pinned;
   int tx_broken;               /* the connection died inside the pinned transaction */
   sq_db_job_t *q_head, *q_tail;
@@ -68,7 +70,8 @@ struct sq_db_conn_s {
 struct sq_db_pool_s {
   sq_db_config_t cfg;
   uv_mutex_t lock;
-  uv_cond_t cond;              /* new work, unpinning, stop */
+  sq_db_conn_t **idle;         /* threads waiting for shared work, most recently idle on top */
+  int nidle;
   sq_db_job_t *q_head, *q_tail;
   int queued;
   int stop;
@@ -675,7 +678,6 @@ static void unpin(sq_db_conn_t *c)
   uv_mutex_lock(&c->pool->lock);
   c->pinned = 0;
   c->tx_broken = 0;
-  uv_cond_broadcast(&c->pool->cond);
   uv_mutex_unlock(&c->pool->lock);
 }
 
@@ -758,6 +760,17 @@ static void push(sq_db_job_t **head, sq_db_job_t **tail, sq_db_job_t *j)
   *tail = j;
 }
 
+static void idle_remove(sq_db_pool_t *p, sq_db_conn_t *c)
+{
+  for (int i = 0; i < p->nidle; i++) {
+    if (p->idle[i] == c) {
+      p->idle[i] = p->idle[--p->nidle];
+      break;
+    }
+  }
+  c->idle = 0;
+}
+
 static void conn_main(void *arg)
 {
   sq_db_conn_t *c = arg;
@@ -765,6 +778,8 @@ static void conn_main(void *arg)
   mysql_thread_init();
   uv_mutex_lock(&p->lock);
   for (;;) {
+    if (c->idle)
+      idle_remove(p, c);
     sq_db_job_t *j = pop(&c->q_head, &c->q_tail);
     if (!j && !c->pinned && (j = pop(&p->q_head, &p->q_tail)) != NULL) {
       p->queued--;
@@ -775,18 +790,22 @@ static void conn_main(void *arg)
       if (p->stop && !c->pinned)
         break;
       uint64_t now = uv_hrtime();
-      if (!c->my && !c->pinned && !p->stop) {
+      int reconnect = !c->my && !c->pinned && !p->stop;
+      if (reconnect && now >= c->next_connect) {
         /* Reconnect in the background so the pool refills once the database is back. */
-        if (now >= c->next_connect) {
-          uv_mutex_unlock(&p->lock);
-          connect_conn(c);
-          uv_mutex_lock(&p->lock);
-          continue;
-        }
-        uv_cond_timedwait(&p->cond, &p->lock, c->next_connect - now);
-      } else {
-        uv_cond_wait(&p->cond, &p->lock);
+        uv_mutex_unlock(&p->lock);
+        connect_conn(c);
+        uv_mutex_lock(&p->lock);
+        continue;
       }
+      if (!c->pinned && !c->idle) {
+        c->idle = 1;
+        p->idle[p->nidle++] = c;
+      }
+      if (reconnect)
+        uv_cond_timedwait(&c->cond, &p->lock, c->next_connect - now);
+      else
+        uv_cond_wait(&c->cond, &p->lock);
       continue;
     }
     uint64_t start = uv_hrtime();
@@ -919,9 +938,9 @@ sq_db_pool_t *sq_db_pool_start(const sq_db_config_t *cfg)
   p->cfg.database = dup_or_null(cfg->database);
   p->cfg.charset = dup_or_null(cfg->charset);
   uv_mutex_init(&p->lock);
-  uv_cond_init(&p->cond);
   uv_cond_init(&p->wd_cond);
   p->conns = sq_calloc((size_t)cfg->pool_size, sizeof *p->conns);
+  p->idle = sq_calloc((size_t)cfg->pool_size, sizeof *p->idle);
   unsigned nb = 16;
   while (nb < (unsigned)cfg->stmt_cache * 2)
     nb *= 2;
@@ -932,6 +951,7 @@ sq_db_pool_t *sq_db_pool_start(const sq_db_config_t *cfg)
     c->nbuckets = nb;
     c->buckets = sq_calloc(nb, sizeof *c->buckets);
     uv_mutex_init(&c->klock);
+    uv_cond_init(&c->cond);
     uv_thread_create(&c->thread, conn_main, c);
   }
   uv_thread_create(&p->watchdog, watchdog_main, p);
@@ -947,7 +967,8 @@ void sq_db_pool_stop(sq_db_pool_t *p)
   sq_db_job_t *left = p->q_head;
   p->q_head = p->q_tail = NULL;
   p->queued = 0;
-  uv_cond_broadcast(&p->cond);
+  for (int i = 0; i < p->cfg.pool_size; i++)
+    uv_cond_signal(&p->conns[i].cond);
   uv_cond_signal(&p->wd_cond);
   uv_mutex_unlock(&p->lock);
   fail_list(left, SQ_DB_ERR_UNAVAILABLE, "the server is shutting down");
@@ -956,15 +977,16 @@ void sq_db_pool_stop(sq_db_pool_t *p)
     uv_thread_join(&p->conns[i].thread);
     free(p->conns[i].buckets);
     uv_mutex_destroy(&p->conns[i].klock);
+    uv_cond_destroy(&p->conns[i].cond);
   }
   free(p->conns);
+  free(p->idle);
   free(p->cfg.host);
   free(p->cfg.socket);
   free(p->cfg.user);
   free(p->cfg.password);
   free(p->cfg.database);
   free(p->cfg.charset);
-  uv_cond_destroy(&p->cond);
   uv_cond_destroy(&p->wd_cond);
   uv_mutex_destroy(&p->lock);
   free(p);
@@ -978,6 +1000,7 @@ int sq_db_submit(sq_db_pool_t *p, sq_db_job_t *j)
   if (j->conn) {
     /* Pinned work never waits behind other requests and never counts against max_queue. */
     push(&j->conn->q_head, &j->conn->q_tail, j);
+    uv_cond_signal(&j->conn->cond);
   } else {
     if (p->queued >= p->cfg.max_queue || p->stop) {
       uv_mutex_unlock(&p->lock);
@@ -985,9 +1008,14 @@ int sq_db_submit(sq_db_pool_t *p, sq_db_job_t *j)
     }
     push(&p->q_head, &p->q_tail, j);
     p->queued++;
+    /* Wake exactly one idle thread, the most recently idle (its caches are warm). A busy pool
+     * wakes nobody: each thread looks at the queue before it sleeps again. */
+    if (p->nidle > 0) {
+      sq_db_conn_t *c = p->idle[--p->nidle];
+      c->idle = 0;
+      uv_cond_signal(&c->cond);
+    }
   }
-  /* Broadcast: a signal could wake a pinned thread that ignores shared work, and lose it. */
-  uv_cond_broadcast(&p->cond);
   uv_mutex_unlock(&p->lock);
   return 0;
 }
