@@ -575,6 +575,13 @@ void sq_conn_accept(uv_stream_t *listener, int status)
 {
   sq_worker_t *w = listener->data;
   if (status < 0) {
+    if (atomic_load(&w->command) != SQ_WORKER_RUN) {
+      /* The main thread shut the socket down to stop new connections. libuv retries accept for
+       * as long as the handle is open, so close it now instead of when `control` is handled. */
+      if (!uv_is_closing((uv_handle_t *)listener))
+        uv_close((uv_handle_t *)listener, NULL);
+      return;
+    }
     sq_log(SQ_LOG_WARN, "worker %d: accept: %s", w->id, uv_strerror(status));
     return;
   }

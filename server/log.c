@@ -84,22 +84,29 @@ void sq_log(int level, const char *fmt, ...)
 {
   if (level < log_level)
     return;
-  /* Tracebacks can be long; a line longer than this is cut rather than split. */
-  char line[8192];
+  char msg[8192], line[8192 + 64];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
   struct timeval tv;
   struct tm tm;
   gettimeofday(&tv, NULL);
   gmtime_r(&tv.tv_sec, &tm);
-  int n = (int)strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
-  n += snprintf(line + n, sizeof line - (size_t)n, ".%03dZ [%s] ", (int)(tv.tv_usec / 1000),
-                level_names[level]);
-  va_list ap;
-  va_start(ap, fmt);
-  int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-  va_end(ap);
-  n = (m < 0) ? n : (n + m > (int)sizeof line - 2 ? (int)sizeof line - 2 : n + m);
+  size_t n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
+  n += (size_t)snprintf(line + n, sizeof line - n, ".%03dZ [%s] ", (int)(tv.tv_usec / 1000), level_names[level]);
+  /* One event, one line: a traceback's newlines become " | " so that grep and log shippers see
+   * the whole event; its indenting tabs are dropped. */
+  for (const char *p = msg; *p && n < sizeof line - 4; p++) {
+    if (*p == '\n') {
+      memcpy(line + n, " | ", 3);
+      n += 3;
+    } else if (*p != '\t') {
+      line[n++] = *p;
+    }
+  }
   line[n++] = '\n';
-  write_all(error_fd, line, (size_t)n);
+  write_all(error_fd, line, n);
 }
 
 void sq_log_access(const char *line, size_t len)

@@ -120,7 +120,8 @@ static void on_control(uv_async_t *a)
     return;
   if (!w->draining) {
     w->draining = 1;
-    uv_close((uv_handle_t *)&w->listener, NULL);
+    if (!uv_is_closing((uv_handle_t *)&w->listener))
+      uv_close((uv_handle_t *)&w->listener, NULL);
   }
   /* Closing may unlink the current node, so step before acting on it. */
   for (sq_conn_t *c = w->conns, *next; c; c = next) {
@@ -134,7 +135,14 @@ void sq_worker_command(sq_worker_t *w, int command)
 {
   uv_mutex_lock(&w->lock);
   if (w->alive) {
-    atomic_store(&w->command, command);
+    int first_stop = atomic_exchange(&w->command, command) == SQ_WORKER_RUN;
+    /* A worker busy in a handler closes its listener only once the handler yields, and the
+     * kernel would complete handshakes until then. shutdown(2) takes a listening socket out of
+     * LISTEN at once (on Linux). Done here, before the wake-up, because only after the wake-up
+     * (or the accept error this causes, seen with `command` already set) does the worker close
+     * the descriptor. */
+    if (first_stop && command != SQ_WORKER_RUN)
+      shutdown(w->listen_fd, SHUT_RD);
     uv_async_send(&w->control);
   }
   uv_mutex_unlock(&w->lock);
