@@ -72,6 +72,8 @@ static const field_t top_fields[] = {
   {"scripts", F_PATH, OFF(scripts), 0, 0, NULL},
   {"app", F_STRING, OFF(app), 0, 0, NULL},
   {"debug", F_BOOL, OFF(debug), 0, 0, NULL},
+  {"reload", F_BOOL, OFF(reload), 0, 0, NULL},
+  {"pid_file", F_PATH_OR_FALSE, OFF(pid_file), 0, 0, NULL},
   {"shutdown_timeout", F_SECONDS, OFF(shutdown_timeout), 0, 86400, NULL},
   {"limits", F_TABLE, 0, 0, 0, limits_fields},
   {"log", F_TABLE, 0, 0, 0, log_fields},
@@ -315,6 +317,7 @@ void sq_config_free(sq_config_t *c)
   free(c->app);
   free(c->log.error);
   free(c->log.access);
+  free(c->pid_file);
   free(c->db.host);
   free(c->db.socket);
   free(c->db.user);

@@ -16,6 +16,8 @@ typedef struct {
   char *scripts;       /* absolute or config-relative, resolved */
   char *app;           /* module name under scripts */
   int debug;
+  int reload;          /* watch the scripts directory and reload on change */
+  char *pid_file;      /* resolved path, NULL when none */
   double shutdown_timeout;
   struct {
     long max_header_bytes;

@@ -551,7 +551,7 @@ static void conn_close(sq_conn_t *c)
     return;
   c->closing = 1;
   if (c->in_handler && c->req.task)
-    sq_bridge_detach(c->w->bridge, c->req.task);
+    sq_bridge_detach(c->req.task);
   c->req.task = NULL;
   uv_close((uv_handle_t *)&c->timer, on_handle_closed);
   uv_close((uv_handle_t *)&c->tcp, on_handle_closed);

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "lua_db.h"
 #include "mem.h"
+#include "reload.h"
 #include "worker.h"
 
 typedef struct sq_reqctx_s sq_reqctx_t;
@@ -44,7 +45,7 @@ struct sq_task_s {
   sq_bridge_t *b;
   lua_State *co;
   int co_ref;
-  int is_root;           /* the request's own coroutine: its return values are the response */
+  int kind;              /* TASK_*: what its return values mean */
   int wait;              /* SQ_WAIT_* */
   int ready_nargs;
   sq_reqctx_t *ctx;
@@ -68,10 +69,18 @@ struct sq_bridge_s {
   int running_ready;
   sq_task_t *sleepers;
   int db_waiting;        /* tasks whose database job has not come back */
-  void *db;              /* lua_db.c's per-worker state */
+  int ntasks;            /* bound tasks: while any is left, the generation stays */
+  sq_bridge_loaded_cb on_loaded;
+  void *loaded_arg;
 };
 
 static const char BRIDGE_KEY[] = "squall.bridge";
+
+enum {
+  TASK_REQUEST,          /* a request's own coroutine: its return values are the response */
+  TASK_SPAWNED,          /* squall.spawn: its results live in Lua (task:wait) */
+  TASK_LOADER,           /* loads the app: returns the request entry point */
+};
 
 /* ---- tasks ------------------------------------------------------------------------------- */
 
@@ -117,6 +126,7 @@ static sq_reqctx_t *ctx_new(sq_bridge_t *b, sq_conn_t *c)
 
 static void task_bind(sq_task_t *t, sq_reqctx_t *x)
 {
+  t->b->ntasks++;
   t->ctx = x;
   x->refs++;
   t->ctx_prev = NULL;
@@ -136,6 +146,7 @@ static void task_unbind(sq_task_t *t)
   if (t->ctx_next)
     t->ctx_next->ctx_prev = t->ctx_prev;
   t->ctx = NULL;
+  t->b->ntasks--;
   if (--x->refs == 0) {
     sq_bridge_t *b = t->b;
     x->next_free = b->free_ctx;
@@ -143,7 +154,7 @@ static void task_unbind(sq_task_t *t)
   }
 }
 
-static sq_task_t *task_new(sq_bridge_t *b, sq_reqctx_t *x, int is_root)
+static sq_task_t *task_new(sq_bridge_t *b, sq_reqctx_t *x, int kind)
 {
   sq_task_t *t = b->free_tasks;
   if (t) {
@@ -160,7 +171,7 @@ static sq_task_t *task_new(sq_bridge_t *b, sq_reqctx_t *x, int is_root)
     lua_pop(b->L, 1);
   }
   t->link = NULL;
-  t->is_root = is_root;
+  t->kind = kind;
   t->wait = SQ_WAIT_NONE;
   task_bind(t, x);
   return t;
@@ -351,6 +362,8 @@ static void respond_from_stack(sq_conn_t *c, lua_State *co)
   sq_conn_response_end(c, body ? body : "", body ? len : 0);
 }
 
+static void loaded(sq_task_t *t, int st);
+
 static void resume(sq_task_t *t, int nargs)
 {
   sq_bridge_t *b = t->b;
@@ -359,8 +372,12 @@ static void resume(sq_task_t *t, int nargs)
   int st = lua_resume(co, nargs);
   if (st == LUA_YIELD && t->wait != SQ_WAIT_NONE)
     return;  /* a host function holds the task and resumes it when its event comes */
+  if (t->kind == TASK_LOADER) {
+    loaded(t, st);
+    return;
+  }
   sq_reqctx_t *x = t->ctx;
-  sq_conn_t *c = t->is_root ? x->conn : NULL;
+  sq_conn_t *c = t->kind == TASK_REQUEST ? x->conn : NULL;
   if (st == 0) {
     if (c) {
       x->conn = NULL;
@@ -410,7 +427,7 @@ void sq__task_resume(sq_task_t *t, int nargs)
   run_ready(t->b);
 }
 
-void sq_bridge_detach(sq_bridge_t *b, void *task)
+void sq_bridge_detach(void *task)
 {
   sq_task_t *root = task;
   sq_reqctx_t *x = root->ctx;
@@ -427,6 +444,8 @@ void sq_bridge_detach(sq_bridge_t *b, void *task)
 }
 
 int sq_bridge_quiescent(sq_bridge_t *b) { return b->db_waiting == 0; }
+
+int sq_bridge_idle(const sq_bridge_t *b) { return b->ntasks == 0 && b->db_waiting == 0; }
 
 void sq_bridge_close_handles(sq_bridge_t *b)
 {
@@ -482,7 +501,7 @@ static int l_spawn(lua_State *L)
   luaL_checktype(L, 1, LUA_TFUNCTION);
   sq_task_t *parent = check_task(L, "squall.spawn");
   int n = lua_gettop(L);
-  sq_task_t *t = task_new(parent->b, parent->ctx, 0);
+  sq_task_t *t = task_new(parent->b, parent->ctx, TASK_SPAWNED);
   lua_xmove(L, t->co, n);
   make_ready(t, n - 1);
   return 0;
@@ -516,6 +535,13 @@ static int l_wake(lua_State *L)
   return 1;
 }
 
+static int l_reload_status(lua_State *L)
+{
+  sq_bridge_t *b = sq__bridge_of(L);
+  sq_reload_push_status(L, b->w->server);
+  return 1;
+}
+
 static int l_log(lua_State *L)
 {
   static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
@@ -530,7 +556,8 @@ static int l_log(lua_State *L)
 static int open_core(lua_State *L)
 {
   static const luaL_Reg fns[] = {{"log", l_log},         {"sleep", l_sleep}, {"spawn", l_spawn},
-                                 {"suspend", l_suspend}, {"wake", l_wake},   {NULL, NULL}};
+                                 {"suspend", l_suspend}, {"wake", l_wake},   {"reload_status", l_reload_status},
+                                 {NULL, NULL}};
   sq_bridge_t *b = lua_touserdata(L, lua_upvalueindex(1));
   lua_newtable(L);
   luaL_register(L, NULL, fns);
@@ -557,33 +584,38 @@ static void set_package_path(lua_State *L, const sq_config_t *cfg)
   lua_pop(L, 1);
 }
 
-/* Loads squall.host and asks it to load the app; leaves the bound runner in the registry. */
-static int load_app(sq_bridge_t *b, char *err, size_t errlen)
+/* The loader task ended: on success it returned squall.host's request entry point and the
+ * header metatable. Either way the task is done with. */
+static void loaded(sq_task_t *t, int st)
 {
-  lua_State *L = b->L;
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "squall.host");
-  if (lua_pcall(L, 1, 1, 0) != 0)
-    goto fail;
-  lua_getfield(L, -1, "load");
-  lua_pushstring(L, b->cfg->app);
-  if (lua_pcall(L, 1, 1, 0) != 0)
-    goto fail;
-  b->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_getfield(L, -1, "headers_mt");
-  b->headers_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pop(L, 1);
-  return 0;
-fail:
-  snprintf(err, errlen, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "error object is not a string");
-  return -1;
+  sq_bridge_t *b = t->b;
+  lua_State *co = t->co;
+  char err[2048];
+  err[0] = '\0';
+  if (st == 0 && lua_isfunction(co, 1) && lua_istable(co, 2)) {
+    lua_pushvalue(co, 1);
+    b->run_ref = luaL_ref(co, LUA_REGISTRYINDEX);
+    lua_pushvalue(co, 2);
+    b->headers_mt_ref = luaL_ref(co, LUA_REGISTRYINDEX);
+    task_finish(t);
+  } else {
+    snprintf(err, sizeof err, "%s",
+             st == LUA_YIELD ? "the app's top level called coroutine.yield()"
+             : lua_isstring(co, -1) ? lua_tostring(co, -1)
+                                    : "loading the app failed with a non-string error");
+    task_abandon(t);
+  }
+  b->on_loaded(b, err[0] ? err : NULL, b->loaded_arg);
 }
 
-sq_bridge_t *sq_bridge_new(const sq_config_t *cfg, sq_worker_t *w, char *err, size_t errlen)
+sq_bridge_t *sq_bridge_load(const sq_config_t *cfg, sq_worker_t *w, sq_bridge_loaded_cb done, void *arg)
 {
   sq_bridge_t *b = sq_calloc(1, sizeof *b);
   b->cfg = cfg;
   b->w = w;
+  b->on_loaded = done;
+  b->loaded_arg = arg;
+  b->run_ref = b->headers_mt_ref = LUA_NOREF;
   b->L = luaL_newstate();
   if (!b->L)
     sq__oom(0);
@@ -600,11 +632,23 @@ sq_bridge_t *sq_bridge_new(const sq_config_t *cfg, sq_worker_t *w, char *err, si
   lua_pushcclosure(L, open_core, 1);
   lua_setfield(L, -2, "squall.core");
   lua_pop(L, 2);
-  if (load_app(b, err, errlen) < 0) {
-    sq_lua_db_close(L);  /* its handle is on the worker's loop, which outlives this state */
-    sq_bridge_free(b);
-    return NULL;
+  /* squall.host itself is plain library code; only the app it loads may yield. */
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "squall.host");
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    char err[2048];
+    snprintf(err, sizeof err, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "cannot load squall.host");
+    lua_pop(L, 1);
+    done(b, err, arg);
+    return b;
   }
+  sq_task_t *t = task_new(b, ctx_new(b, NULL), TASK_LOADER);
+  lua_getfield(L, -1, "load");
+  lua_pushstring(L, cfg->app);
+  lua_xmove(L, t->co, 2);
+  lua_pop(L, 1);
+  resume(t, 1);
+  run_ready(b);
   return b;
 }
 
@@ -659,7 +703,7 @@ static void push_headers(sq_bridge_t *b, lua_State *co, const sq_req_t *r)
 void sq_bridge_dispatch(sq_bridge_t *b, sq_conn_t *c)
 {
   sq_req_t *r = (sq_req_t *)sq_conn_request(c);
-  sq_task_t *t = task_new(b, ctx_new(b, c), 1);
+  sq_task_t *t = task_new(b, ctx_new(b, c), TASK_REQUEST);
   r->task = t;
   lua_State *co = t->co;
   const char *url = r->head.data;

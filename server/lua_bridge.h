@@ -18,18 +18,25 @@ typedef struct sq_conn_s sq_conn_t;
 typedef struct sq_worker_s sq_worker_t;
 typedef struct sq_task_s sq_task_t;
 
-/* Worker thread (or main, for --check with w NULL). Creates the state, loads the squall library
- * and the app. Returns NULL with the error, file:line included, in `err`. */
-sq_bridge_t *sq_bridge_new(const sq_config_t *cfg, sq_worker_t *w, char *err, size_t errlen);
+/* Worker thread. Creates a generation: a fresh state that loads the squall library and then the
+ * app, in a coroutine, so that the app's top level may yield (a query to warm a cache). `done`
+ * is called once loading ends, possibly before this returns; `err` (file:line included) is set
+ * when it failed. A generation that failed, or that a newer one replaced, is retired: it is
+ * freed once no task of it is left (sq_bridge_idle). */
+typedef void (*sq_bridge_loaded_cb)(sq_bridge_t *b, const char *err, void *arg);
+sq_bridge_t *sq_bridge_load(const sq_config_t *cfg, sq_worker_t *w, sq_bridge_loaded_cb done, void *arg);
 void sq_bridge_free(sq_bridge_t *b);
+/* 1 when no task of this generation is running or waiting. */
+int sq_bridge_idle(const sq_bridge_t *b);
 
 /* Runs the connection's current request in a coroutine. The response is produced through the
  * sq_conn_response_* calls, before this returns or later, when the last yield is resumed. */
 void sq_bridge_dispatch(sq_bridge_t *b, sq_conn_t *c);
 
 /* The connection behind `task` (the value stored in sq_req_t.task) is closing: tasks of that
- * request are abandoned now if nothing external will wake them, or when their event comes. */
-void sq_bridge_detach(sq_bridge_t *b, void *task);
+ * request are abandoned now if nothing external will wake them, or when their event comes. The
+ * task may belong to an older generation than the worker's current one. */
+void sq_bridge_detach(void *task);
 
 /* 1 when no task waits on an external event that must be delivered (a database job). */
 int sq_bridge_quiescent(sq_bridge_t *b);

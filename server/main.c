@@ -13,6 +13,7 @@
 #include "log.h"
 #include "lua_bridge.h"
 #include "mem.h"
+#include "reload.h"
 #include "worker.h"
 
 typedef struct {
@@ -23,6 +24,7 @@ typedef struct {
   uv_async_t exited;
   int nexited;
   int stopping;
+  sq_reload_t *reload;
 } sq_main_t;
 
 static void usage(FILE *f)
@@ -30,6 +32,7 @@ static void usage(FILE *f)
   fprintf(f,
           "usage: squall [-c config.lua]          serve the app\n"
           "       squall --check [-c config.lua]  load config and scripts, report the first error\n"
+          "       squall reload [-c config.lua]   reload the running server's scripts, report the outcome\n"
           "       squall --help | --version\n");
 }
 
@@ -67,32 +70,24 @@ static void on_exited(uv_async_t *a)
   m->nexited = done;
   if (done < m->server.nworkers)
     return;
+  sq_reload_stop(m->reload);
+  m->reload = NULL;
   uv_close((uv_handle_t *)&m->sigterm, NULL);
   uv_close((uv_handle_t *)&m->sigint, NULL);
   uv_close((uv_handle_t *)&m->deadline, NULL);
   uv_close((uv_handle_t *)&m->exited, NULL);
 }
 
-static int check(const sq_config_t *cfg)
-{
-  char err[4096];
-  sq_bridge_t *b = sq_bridge_new(cfg, NULL, err, sizeof err);
-  if (!b) {
-    fprintf(stderr, "squall: %s\n", err);
-    return 1;
-  }
-  sq_bridge_free(b);
-  printf("squall: %s: configuration and scripts are ok\n", cfg->path);
-  return 0;
-}
-
-static int serve(sq_config_t *cfg)
+/* Serves until SIGTERM/SIGINT; with check_only, one worker loads the app (queries at its top
+ * level included, hence a real worker and pool) and the process reports and exits. */
+static int serve(sq_config_t *cfg, int check_only)
 {
   static sq_main_t m;
   char err[1024];
   sq_server_t *s = &m.server;
   s->cfg = cfg;
-  s->nworkers = cfg->workers;
+  s->nworkers = check_only ? 1 : cfg->workers;
+  uv_mutex_init(&s->status_lock);
   s->workers = sq_calloc((size_t)s->nworkers, sizeof *s->workers);
   atomic_init(&s->nconns, 0);
   m.loop = uv_default_loop();
@@ -113,8 +108,9 @@ static int serve(sq_config_t *cfg)
     s->workers[i].server = s;
     s->workers[i].cfg = cfg;
     s->workers[i].listen_fd = -1;
+    s->workers[i].check_only = check_only;
   }
-  if (sq_worker_listen_all(s, err, sizeof err) < 0) {
+  if (!check_only && sq_worker_listen_all(s, err, sizeof err) < 0) {
     sq_log(SQ_LOG_ERROR, "%s", err);
     return 1;
   }
@@ -136,10 +132,20 @@ static int serve(sq_config_t *cfg)
     uv_sem_wait(&s->started);
   for (int i = 0; i < started; i++) {
     if (s->workers[i].start_rc < 0) {
-      if (!failed)
+      if (!failed && check_only)
+        fprintf(stderr, "squall: %s\n", s->workers[i].start_err);
+      else if (!failed)
         sq_log(SQ_LOG_ERROR, "%s", s->workers[i].start_err);
       failed = 1;
     }
+  }
+  if (check_only) {
+    for (int i = 0; i < started; i++)
+      uv_thread_join(&s->workers[i].thread);
+    sq_db_pool_stop(s->db);
+    if (!failed)
+      printf("squall: %s: configuration and scripts are ok\n", cfg->path);
+    return failed;
   }
   if (failed) {
     for (int i = 0; i < started; i++)
@@ -150,12 +156,15 @@ static int serve(sq_config_t *cfg)
     sq_db_pool_stop(s->db);
     return 1;
   }
+  m.reload = sq_reload_start(s, m.loop);
+  s->reload = m.reload;
   uv_run(m.loop, UV_RUN_DEFAULT);
   for (int i = 0; i < s->nworkers; i++)
     uv_thread_join(&s->workers[i].thread);
   sq_db_pool_stop(s->db);
   uv_loop_close(m.loop);
   uv_sem_destroy(&s->started);
+  uv_mutex_destroy(&s->status_lock);
   free(s->workers);
   sq_log(SQ_LOG_INFO, "stopped");
   return 0;
@@ -164,12 +173,14 @@ static int serve(sq_config_t *cfg)
 int main(int argc, char **argv)
 {
   const char *config_path = "config.lua";
-  int check_only = 0;
+  int check_only = 0, reload = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
       config_path = argv[++i];
     } else if (strcmp(argv[i], "--check") == 0 || strcmp(argv[i], "-t") == 0) {
       check_only = 1;
+    } else if (i == 1 && strcmp(argv[i], "reload") == 0) {
+      reload = 1;
     } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       usage(stdout);
       return 0;
@@ -182,8 +193,10 @@ int main(int argc, char **argv)
       return 2;
     }
   }
-  /* A client that vanishes mid-write must cost an EPIPE, not the process. */
+  /* A client that vanishes mid-write must cost an EPIPE, not the process. A SIGHUP that comes
+   * before the reload handler is installed must not end the server either. */
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
 
   sq_config_t cfg;
   char err[1024];
@@ -192,12 +205,17 @@ int main(int argc, char **argv)
     sq_config_free(&cfg);
     return 1;
   }
+  if (reload) {
+    int rc = sq_reload_cli(&cfg);
+    sq_config_free(&cfg);
+    return rc;
+  }
   if (sq_log_open(cfg.log.level, cfg.log.error, cfg.log.access, err, sizeof err) < 0) {
     fprintf(stderr, "squall: %s\n", err);
     sq_config_free(&cfg);
     return 1;
   }
-  int rc = check_only ? check(&cfg) : serve(&cfg);
+  int rc = serve(&cfg, check_only);
   sq_log_close();
   sq_config_free(&cfg);
   return rc;

@@ -18,6 +18,7 @@
 #include "http_msg.h"
 #include "log.h"
 #include "lua_bridge.h"
+#include "reload.h"
 
 #define SQ_BACKLOG 4096
 
@@ -103,11 +104,99 @@ static void maybe_finish(sq_worker_t *w)
 {
   if (!w->draining || w->nconns > 0 || uv_is_closing((uv_handle_t *)&w->control))
     return;
-  if (w->bridge && !sq_bridge_quiescent(w->bridge))
+  if ((w->bridge && !sq_bridge_quiescent(w->bridge)) || (w->pending && !sq_bridge_quiescent(w->pending)))
     return;
+  for (int i = 0; i < w->nretired; i++)
+    if (!sq_bridge_quiescent(w->retired[i]))
+      return;
   if (w->bridge)
     sq_bridge_close_handles(w->bridge);
+  if (w->pending)
+    sq_bridge_close_handles(w->pending);
+  for (int i = 0; i < w->nretired; i++)
+    sq_bridge_close_handles(w->retired[i]);
+  uv_close((uv_handle_t *)&w->reaper, NULL);
   uv_close((uv_handle_t *)&w->control, NULL);
+}
+
+/* ---- generations ------------------------------------------------------------------------- */
+
+/* Frees retired generations whose last task has ended. A uv_check runs after the loop's I/O
+ * callbacks, so no generation is ever freed from inside its own resume. */
+static void on_reap(uv_check_t *h)
+{
+  sq_worker_t *w = h->data;
+  for (int i = 0; i < w->nretired;) {
+    sq_bridge_t *b = w->retired[i];
+    if (sq_bridge_idle(b)) {
+      sq_bridge_close_handles(b);
+      sq_bridge_free(b);
+      w->retired[i] = w->retired[--w->nretired];
+    } else {
+      i++;
+    }
+  }
+  if (w->nretired == 0)
+    uv_check_stop(h);
+}
+
+static void retire(sq_worker_t *w, sq_bridge_t *b)
+{
+  if (w->nretired == w->retired_cap) {
+    w->retired_cap = w->retired_cap ? w->retired_cap * 2 : 4;
+    w->retired = sq_realloc(w->retired, sizeof *w->retired * (size_t)w->retired_cap);
+  }
+  w->retired[w->nretired++] = b;
+  if (!uv_is_closing((uv_handle_t *)&w->reaper))
+    uv_check_start(&w->reaper, on_reap);
+}
+
+static void on_generation_loaded(sq_bridge_t *b, const char *err, void *arg)
+{
+  sq_worker_t *w = arg;
+  if (err) {
+    snprintf(w->gen_err, sizeof w->gen_err, "%s", err);
+    retire(w, b);
+    atomic_store(&w->gen_state, SQ_GEN_FAILED);
+  } else {
+    w->pending = b;
+    atomic_store(&w->gen_state, SQ_GEN_READY);
+  }
+  uv_async_send(w->server->reload_reply);
+}
+
+static void on_reload_phase(sq_worker_t *w, int phase)
+{
+  switch (phase) {
+  case SQ_RELOAD_PREPARE:
+    atomic_store(&w->gen_state, SQ_GEN_LOADING);
+    sq_bridge_load(w->cfg, w, on_generation_loaded, w);
+    break;
+  case SQ_RELOAD_COMMIT:
+    if (w->pending) {
+      retire(w, w->bridge);
+      w->bridge = w->pending;
+      w->pending = NULL;
+    }
+    atomic_store(&w->gen_state, SQ_GEN_IDLE);
+    break;
+  case SQ_RELOAD_ABORT:
+    if (w->pending)
+      retire(w, w->pending);
+    w->pending = NULL;
+    atomic_store(&w->gen_state, SQ_GEN_IDLE);
+    break;
+  }
+}
+
+void sq_worker_reload(sq_worker_t *w, int phase)
+{
+  uv_mutex_lock(&w->lock);
+  if (w->alive) {
+    atomic_store(&w->reload_cmd, phase);
+    uv_async_send(&w->control);
+  }
+  uv_mutex_unlock(&w->lock);
 }
 
 void sq__worker_maybe_finish(sq_worker_t *w) { maybe_finish(w); }
@@ -115,12 +204,15 @@ void sq__worker_maybe_finish(sq_worker_t *w) { maybe_finish(w); }
 static void on_control(uv_async_t *a)
 {
   sq_worker_t *w = a->data;
+  int phase = atomic_exchange(&w->reload_cmd, SQ_RELOAD_NONE);
   int cmd = atomic_load(&w->command);
+  if (phase != SQ_RELOAD_NONE && !w->draining)
+    on_reload_phase(w, phase);
   if (cmd == SQ_WORKER_RUN)
     return;
   if (!w->draining) {
     w->draining = 1;
-    if (!uv_is_closing((uv_handle_t *)&w->listener))
+    if (w->listening && !uv_is_closing((uv_handle_t *)&w->listener))
       uv_close((uv_handle_t *)&w->listener, NULL);
   }
   /* Closing may unlink the current node, so step before acting on it. */
@@ -141,7 +233,7 @@ void sq_worker_command(sq_worker_t *w, int command)
      * LISTEN at once (on Linux). Done here, before the wake-up, because only after the wake-up
      * (or the accept error this causes, seen with `command` already set) does the worker close
      * the descriptor. */
-    if (first_stop && command != SQ_WORKER_RUN)
+    if (first_stop && command != SQ_WORKER_RUN && w->listen_fd >= 0)
       shutdown(w->listen_fd, SHUT_RD);
     uv_async_send(&w->control);
   }
@@ -156,37 +248,56 @@ static void mark_finished(sq_worker_t *w)
   uv_mutex_unlock(&w->lock);
 }
 
+static void begin_stop(sq_worker_t *w)
+{
+  w->draining = 1;
+  maybe_finish(w);
+}
+
+static void on_first_load(sq_bridge_t *b, const char *err, void *arg)
+{
+  sq_worker_t *w = arg;
+  int rc = 0;
+  if (err) {
+    snprintf(w->start_err, sizeof w->start_err, "%s", err);
+    retire(w, b);
+    rc = -1;
+  } else if (!w->check_only) {
+    w->bridge = b;
+    uv_tcp_init(&w->loop, &w->listener);
+    w->listener.data = w;
+    w->listening = 1;
+    rc = uv_tcp_open(&w->listener, w->listen_fd);
+    if (rc == 0)
+      rc = uv_listen((uv_stream_t *)&w->listener, SQ_BACKLOG, sq_conn_accept);
+    if (rc < 0) {
+      snprintf(w->start_err, sizeof w->start_err, "worker %d: listen: %s", w->id, uv_strerror(rc));
+      uv_close((uv_handle_t *)&w->listener, NULL);
+    }
+  } else {
+    w->bridge = b;
+  }
+  w->start_rc = rc;
+  /* A worker that cannot serve stops at once; one that can only waits for main's word. */
+  if (rc < 0 || w->check_only)
+    begin_stop(w);
+  uv_sem_post(&w->server->started);
+}
+
 static void worker_main(void *arg)
 {
   sq_worker_t *w = arg;
-  w->bridge = sq_bridge_new(w->cfg, w, w->start_err, sizeof w->start_err);
-  if (!w->bridge) {
-    w->start_rc = -1;
-    uv_close((uv_handle_t *)&w->control, NULL);
-    mark_finished(w);
-    uv_run(&w->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&w->loop);
-    atomic_store(&w->command, -1);
-    uv_sem_post(&w->server->started);
-    return;
-  }
-  uv_tcp_init(&w->loop, &w->listener);
-  w->listener.data = w;
-  int rc = uv_tcp_open(&w->listener, w->listen_fd);
-  if (rc == 0)
-    rc = uv_listen((uv_stream_t *)&w->listener, SQ_BACKLOG, sq_conn_accept);
-  if (rc < 0) {
-    snprintf(w->start_err, sizeof w->start_err, "worker %d: listen: %s", w->id, uv_strerror(rc));
-    w->start_rc = -1;
-    w->draining = 1;
-    uv_close((uv_handle_t *)&w->listener, NULL);
-    maybe_finish(w);
-  }
-  uv_sem_post(&w->server->started);
+  uv_check_init(&w->loop, &w->reaper);
+  w->reaper.data = w;
+  sq_bridge_load(w->cfg, w, on_first_load, w);
   uv_run(&w->loop, UV_RUN_DEFAULT);
   mark_finished(w);
   sq_bridge_free(w->bridge);
-  w->bridge = NULL;
+  sq_bridge_free(w->pending);
+  for (int i = 0; i < w->nretired; i++)
+    sq_bridge_free(w->retired[i]);
+  free(w->retired);
+  w->bridge = w->pending = NULL;
   if (uv_loop_close(&w->loop) != 0)
     sq_log(SQ_LOG_WARN, "worker %d: loop closed with handles still open", w->id);
   /* -1 tells the main thread this thread is done; the async only wakes it up. */
@@ -204,5 +315,7 @@ int sq_worker_start(sq_worker_t *w)
   atomic_init(&w->command, SQ_WORKER_RUN);
   uv_mutex_init(&w->lock);
   w->alive = 1;
+  atomic_init(&w->reload_cmd, SQ_RELOAD_NONE);
+  atomic_init(&w->gen_state, SQ_GEN_IDLE);
   return uv_thread_create(&w->thread, worker_main, w);
 }

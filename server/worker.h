@@ -25,12 +25,21 @@ typedef struct sq_worker_s {
   uv_thread_t thread;
   int listen_fd;              /* bound and listening; handed to uv_tcp_open on the worker thread */
   uv_tcp_t listener;
+  int listening;              /* the listener handle was initialised */
   uv_async_t control;         /* main → worker: read `command` */
   atomic_int command;         /* -1 once the thread has finished */
   uv_mutex_t lock;            /* keeps sq_worker_command from waking a loop that is being closed */
   int alive;
   int draining;
-  sq_bridge_t *bridge;
+  int check_only;             /* --check: load the app, answer, serve nothing */
+  sq_bridge_t *bridge;        /* the current generation: new requests go here */
+  sq_bridge_t *pending;       /* a generation loaded for a reload, awaiting COMMIT */
+  sq_bridge_t **retired;      /* generations still finishing requests */
+  int nretired, retired_cap;
+  uv_check_t reaper;          /* frees retired generations once idle */
+  atomic_int reload_cmd;      /* main → worker: SQ_RELOAD_* */
+  atomic_int gen_state;       /* worker → main: SQ_GEN_* for the last PREPARE */
+  char gen_err[2048];         /* valid when gen_state is SQ_GEN_FAILED */
   sq_conn_t *conns;           /* every open connection, for draining and forced close */
   int nconns;
   time_t date_sec;
@@ -47,6 +56,15 @@ struct sq_server_s {
   sq_db_pool_t *db;           /* NULL without a `db` table in the config */
   uv_sem_t started;           /* each worker posts once, after start-up succeeded or failed */
   uv_async_t *exited;         /* on the main loop; each worker sends it as its thread ends */
+  uv_async_t *reload_reply;   /* on the main loop; a worker finished loading a generation */
+  struct sq_reload_s *reload; /* NULL until the server serves */
+  /* squall.reload_status(): written by the main thread, read by workers */
+  uv_mutex_t status_lock;
+  int generation;
+  unsigned reload_attempts;
+  int reload_ok;
+  char reload_error[2048];
+  double reload_time;
 };
 
 /* Main thread. Creates the listening sockets (the first bind resolves port 0 for the rest), so
@@ -58,6 +76,8 @@ int sq_worker_start(sq_worker_t *w);
 
 /* Any thread. Asks the worker to drain (SQ_WORKER_DRAIN) or to close everything now. */
 void sq_worker_command(sq_worker_t *w, int command);
+/* Main thread. Sends a reload phase (SQ_RELOAD_PREPARE, _COMMIT, _ABORT). */
+void sq_worker_reload(sq_worker_t *w, int phase);
 
 /* Worker thread. The cached "Date: ...\r\n" line for responses. */
 const char *sq_worker_date_line(sq_worker_t *w);

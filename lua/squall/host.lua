@@ -9,14 +9,49 @@ local squall = require "squall"
 local request = require "squall.request"
 local db = require "squall.db"
 
-local type, tostring, xpcall, require, error = type, tostring, xpcall, require, error
+local type, tostring, xpcall, error = type, tostring, xpcall, error
 local traceback = debug.traceback
 local is_http_error = squall.is_http_error
 local db_unavailable = db.is_unavailable
 local request_new = request.new
 local TEXT = "text/plain; charset=utf-8"
 
-local _M = { headers_mt = request.headers_mt }
+local _M = {}
+
+-- Loading runs in a coroutine so that a module's top level may yield (a query to warm a cache).
+-- The stock `require` is a C function, and a yield cannot cross it; this one calls the loader
+-- from Lua and otherwise behaves the same (package.loaded, package.loaders, the same errors).
+local loaded, loaders, concat, gsub, pcall = package.loaded, package.loaders, table.concat, string.gsub, pcall
+local LOADING = {}
+
+local function yieldable_require(name)
+  if type(name) ~= "string" then error("bad argument #1 to 'require' (string expected)", 2) end
+  local m = loaded[name]
+  if m == LOADING then error("loop or previous error loading module '" .. name .. "'", 2) end
+  if m ~= nil then return m end
+  local why = {}
+  for i = 1, #loaders do
+    local found, loader, extra = pcall(loaders[i], name)
+    if not found then
+      -- A searcher raises for a file that exists but does not compile; report it as the stock
+      -- require would, without this function's position in front.
+      error((gsub(tostring(loader), "^[^\n]-host%.lua:%d+: ", "")), 0)
+    end
+    if type(loader) == "function" then
+      loaded[name] = LOADING
+      local res = loader(name, extra)
+      if res ~= nil then
+        loaded[name] = res
+      elseif loaded[name] == LOADING then
+        loaded[name] = true
+      end
+      return loaded[name]
+    elseif type(loader) == "string" then
+      why[#why + 1] = loader
+    end
+  end
+  error("module '" .. name .. "' not found:" .. concat(why), 2)
+end
 
 -- What the handler raised, as (http_error_or_nil, text for the log).
 local function on_error(e)
@@ -25,7 +60,9 @@ local function on_error(e)
   return traceback(tostring(e), 2)
 end
 
+-- Runs in the loader coroutine; returns the request entry point and the header metatable.
 function _M.load(app_module)
+  require = yieldable_require
   local app = require(app_module)
   if type(app) ~= "table" or type(app.handle) ~= "function" then
     error("module '" .. app_module .. "' must return a squall app (squall.app()), got " .. type(app), 0)
@@ -50,7 +87,7 @@ function _M.load(app_module)
       return 500, TEXT, "Internal Server Error\n\n" .. e .. "\n", nil, e
     end
     return 500, TEXT, "Internal Server Error\n", nil, e
-  end
+  end, request.headers_mt
 end
 
 return _M

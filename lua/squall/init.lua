@@ -87,6 +87,11 @@ function Task:wait()
   return unpack(r, 2, r.n)
 end
 
+-- The outcome of the last reload: { ok, generation, attempts, error }.
+function _M.reload_status()
+  return host().reload_status()
+end
+
 -- Yields the request for `seconds` without blocking the worker.
 function _M.sleep(seconds)
   if type(seconds) ~= "number" then error("squall.sleep: seconds must be a number", 2) end

@@ -1,0 +1,37 @@
+/* Hot reload: deciding when (a change under the scripts directory, SIGHUP, `squall reload`),
+ * building a new generation in every worker, and switching only if all of them loaded it.
+ *
+ * Two phases, driven by the main thread: PREPARE makes each worker load a fresh lua_State on its
+ * own thread; once all have answered, COMMIT (every one loaded) or ABORT (any failed) goes out.
+ * After COMMIT new requests go to the new generation; requests already running finish on theirs,
+ * which is closed once its last task ends. Sockets, connections and the database pool are not
+ * touched. */
+#ifndef SQ_RELOAD_H
+#define SQ_RELOAD_H
+
+#include <lua.h>
+#include <uv.h>
+
+#include "worker.h"
+
+enum { SQ_RELOAD_NONE, SQ_RELOAD_PREPARE, SQ_RELOAD_COMMIT, SQ_RELOAD_ABORT };
+enum { SQ_GEN_IDLE, SQ_GEN_LOADING, SQ_GEN_READY, SQ_GEN_FAILED };
+
+typedef struct sq_reload_s sq_reload_t;
+
+/* Main thread, once the workers serve: the pid and status files, SIGHUP, and the file watcher
+ * when config.reload is on. */
+sq_reload_t *sq_reload_start(sq_server_t *s, uv_loop_t *loop);
+/* Main thread. Starts a reload now, or right after the one in progress. */
+void sq_reload_request(sq_reload_t *r, const char *why);
+/* Main thread, at shutdown: closes the handles and removes the pid file. */
+void sq_reload_stop(sq_reload_t *r);
+
+/* Any thread: pushes squall.reload_status()'s table. */
+void sq_reload_push_status(lua_State *L, sq_server_t *s);
+
+/* `squall reload`: signal the server named by the config's pid_file and report the outcome.
+ * Returns the process exit code. */
+int sq_reload_cli(const sq_config_t *cfg);
+
+#endif
