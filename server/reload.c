@@ -284,7 +284,7 @@ static int read_status(const char *path, status_t *st)
     else if (strncmp(line, "generation=", 11) == 0)
       st->generation = atoi(line + 11);
     else if (strncmp(line, "error=", 6) == 0)
-      snprintf(st->error, sizeof st->error, "%s", line + 6);
+      snprintf(st->error, sizeof st->error, "%.*s", (int)sizeof st->error - 1, line + 6);
   }
   fclose(f);
   return 0;
