@@ -46,6 +46,8 @@ struct sq_conn_s {
   int resp_status;
   int error_status;              /* set by a parser callback that refuses the request */
   int timer_mode;
+  uint64_t deadline;             /* loop time at which the current timer_mode expires */
+  uint64_t armed;                /* loop time the libuv timer is set for, when active */
   int handles;
   int peer_port;
   sq_buf_t out;                  /* responses not yet handed to the kernel */
@@ -75,13 +77,22 @@ const char *sq_conn_peer(const sq_conn_t *c, int *port)
 
 static void on_timer(uv_timer_t *t);
 
+/* The state changes several times per request (headers, body, handler, idle), and a libuv
+ * timer start/stop is a heap operation each time. Instead the state records its deadline and the
+ * timer stays armed at whatever earlier time it had: when it fires early it re-arms for the
+ * current deadline, and in T_NONE it simply lapses. Timeouts are seconds long, so that costs a
+ * heap operation per timeout period rather than several per request. */
 static void timer_set(sq_conn_t *c, int mode, double seconds)
 {
   c->timer_mode = mode;
   if (mode == T_NONE)
-    uv_timer_stop(&c->timer);
-  else
-    uv_timer_start(&c->timer, on_timer, (uint64_t)(seconds * 1000.0 + 0.5), 0);
+    return;
+  uint64_t now = uv_now(&c->w->loop);
+  c->deadline = now + (uint64_t)(seconds * 1000.0 + 0.5);
+  if (!uv_is_active((uv_handle_t *)&c->timer) || c->armed > c->deadline) {
+    c->armed = c->deadline;
+    uv_timer_start(&c->timer, on_timer, c->deadline - now, 0);
+  }
 }
 
 static void conn_fail(sq_conn_t *c, int status);
@@ -89,6 +100,14 @@ static void conn_fail(sq_conn_t *c, int status);
 static void on_timer(uv_timer_t *t)
 {
   sq_conn_t *c = t->data;
+  uint64_t now = uv_now(&c->w->loop);
+  if (c->timer_mode == T_NONE)
+    return;
+  if (now < c->deadline) {
+    c->armed = c->deadline;
+    uv_timer_start(&c->timer, on_timer, c->deadline - now, 0);
+    return;
+  }
   switch (c->timer_mode) {
   case T_HEADER:
     /* A connection that never sent a byte gets no answer (nothing to answer); one that sent
@@ -396,11 +415,14 @@ static void access_log(sq_conn_t *c, size_t body_len)
 void sq_conn_response_end(sq_conn_t *c, const char *body, size_t len)
 {
   sq_req_t *r = &c->req;
-  char framing[96];
   int keep = r->keep_alive && !c->w->draining && !c->eof;
-  int n = snprintf(framing, sizeof framing, "Content-Length: %zu\r\n%s\r\n", len,
-                   !keep ? "Connection: close\r\n" : r->http_minor == 0 ? "Connection: keep-alive\r\n" : "");
-  sq_buf_append(&c->out, framing, (size_t)n);
+  sq_http_content_length(&c->out, len);
+  if (!keep)
+    sq_buf_append(&c->out, "Connection: close\r\n\r\n", 21);
+  else if (r->http_minor == 0)
+    sq_buf_append(&c->out, "Connection: keep-alive\r\n\r\n", 26);
+  else
+    sq_buf_append(&c->out, "\r\n", 2);
   if (!r->is_head)
     sq_buf_append(&c->out, body, len);
   if (sq_log_access_enabled())

@@ -126,14 +126,38 @@ int sq_http_header_reserved(const char *name, size_t nlen)
   return NAME_IS("content-length") || NAME_IS("transfer-encoding") || NAME_IS("connection");
 }
 
+/* Both run once per response: formatted by hand, printf's parsing costs more than the work. */
 void sq_http_status_line(sq_buf_t *b, int status)
 {
   const char *reason = sq_http_reason(status);
   size_t rlen = strlen(reason);
   sq_buf_reserve(b, 16 + rlen);
-  b->len += (size_t)sprintf(b->data + b->len, "HTTP/1.1 %03d ", status);
+  char *p = b->data + b->len;
+  memcpy(p, "HTTP/1.1 ", 9);
+  p[9] = (char)('0' + status / 100 % 10);
+  p[10] = (char)('0' + status / 10 % 10);
+  p[11] = (char)('0' + status % 10);
+  p[12] = ' ';
+  b->len += 13;
   memcpy(b->data + b->len, reason, rlen);
   b->len += rlen;
+  b->data[b->len++] = '\r';
+  b->data[b->len++] = '\n';
+}
+
+void sq_http_content_length(sq_buf_t *b, size_t n)
+{
+  char digits[24];
+  int i = (int)sizeof digits;
+  do {
+    digits[--i] = (char)('0' + n % 10);
+    n /= 10;
+  } while (n);
+  sq_buf_reserve(b, 16 + sizeof digits + 2);
+  memcpy(b->data + b->len, "Content-Length: ", 16);
+  b->len += 16;
+  memcpy(b->data + b->len, digits + i, sizeof digits - (size_t)i);
+  b->len += sizeof digits - (size_t)i;
   b->data[b->len++] = '\r';
   b->data[b->len++] = '\n';
 }
@@ -156,13 +180,14 @@ void sq_http_header(sq_buf_t *b, const char *name, size_t nlen, const char *valu
 void sq_http_simple_response(sq_buf_t *b, int status, const char *date_line, int close, int head)
 {
   const char *reason = sq_http_reason(status);
-  char tail[160];
   sq_http_status_line(b, status);
   sq_buf_append(b, "Server: squall\r\n", 16);
   sq_buf_append(b, date_line, strlen(date_line));
-  int n = snprintf(tail, sizeof tail, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n%s\r\n",
-                   strlen(reason) + 1, close ? "Connection: close\r\n" : "");
-  sq_buf_append(b, tail, (size_t)n);
+  sq_buf_append(b, "Content-Type: text/plain; charset=utf-8\r\n", 41);
+  sq_http_content_length(b, strlen(reason) + 1);
+  if (close)
+    sq_buf_append(b, "Connection: close\r\n", 19);
+  sq_buf_append(b, "\r\n", 2);
   if (!head) {
     sq_buf_append(b, reason, strlen(reason));
     sq_buf_append(b, "\n", 1);

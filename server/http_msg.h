@@ -25,6 +25,9 @@ int sq_http_header_reserved(const char *name, size_t nlen);
 /* Appends "HTTP/1.1 <status> <reason>\r\n". */
 void sq_http_status_line(sq_buf_t *b, int status);
 
+/* Appends "Content-Length: <n>\r\n". */
+void sq_http_content_length(sq_buf_t *b, size_t n);
+
 /* Appends "Name: value\r\n". */
 void sq_http_header(sq_buf_t *b, const char *name, size_t nlen, const char *value, size_t vlen);
 

@@ -63,9 +63,10 @@ local mt = {
 }
 
 function _M.new(method, path, query_string, headers, body, http_version, remote_addr, remote_port)
+  -- `params` is filled in by the router; naming it here sizes the table for it up front.
   return setmetatable({
     method = method, path = path, query_string = query_string, headers = headers, body = body,
-    http_version = http_version, remote_addr = remote_addr, remote_port = remote_port,
+    http_version = http_version, remote_addr = remote_addr, remote_port = remote_port, params = false,
   }, mt)
 end
 

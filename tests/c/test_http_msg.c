@@ -74,6 +74,17 @@ static void simple_response_to_head_has_no_body(void)
   sq_buf_free(&b);
 }
 
+static void content_length_is_written_in_decimal(void)
+{
+  sq_buf_t b = {0};
+  sq_http_content_length(&b, 0);
+  sq_http_content_length(&b, 13);
+  sq_http_content_length(&b, 18446744073709551615ull);
+  sq_buf_append(&b, "", 1);
+  CHECK_STR(b.data, "Content-Length: 0\r\nContent-Length: 13\r\nContent-Length: 18446744073709551615\r\n");
+  sq_buf_free(&b);
+}
+
 static void casecmp_ignores_ascii_case_only(void)
 {
   CHECK(sq_http_casecmp("Expect", "eXPECT", 6) == 0);
@@ -89,6 +100,7 @@ int main(void)
   RUN(framing_headers_are_reserved_whatever_their_case);
   RUN(simple_response_length_matches_its_body);
   RUN(simple_response_to_head_has_no_body);
+  RUN(content_length_is_written_in_decimal);
   RUN(casecmp_ignores_ascii_case_only);
   return TEST_SUMMARY();
 }
