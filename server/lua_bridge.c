@@ -24,6 +24,7 @@
 #include "http_conn.h"
 #include "http_msg.h"
 #include "log.h"
+#include "lua_client.h"
 #include "lua_db.h"
 #include "mem.h"
 #include "reload.h"
@@ -68,10 +69,12 @@ struct sq_bridge_s {
   sq_task_t *ready_head, *ready_tail;
   int running_ready;
   sq_task_t *sleepers;
-  int db_waiting;        /* tasks whose database job has not come back */
+  int db_waiting;        /* tasks whose database job or client I/O has not come back */
   int ntasks;            /* bound tasks: while any is left, the generation stays */
   sq_bridge_loaded_cb on_loaded;
   void *loaded_arg;
+  sq_bridge_tests_cb on_tests;
+  void *tests_arg;
 };
 
 static const char BRIDGE_KEY[] = "squall.bridge";
@@ -80,6 +83,7 @@ enum {
   TASK_REQUEST,          /* a request's own coroutine: its return values are the response */
   TASK_SPAWNED,          /* squall.spawn: its results live in Lua (task:wait) */
   TASK_LOADER,           /* loads the app: returns the request entry point */
+  TASK_TESTS,            /* squall test: returns the exit code */
 };
 
 /* ---- tasks ------------------------------------------------------------------------------- */
@@ -253,14 +257,14 @@ void sq__task_unhold(sq_task_res_t *r)
 void sq__task_wait(sq_task_t *t, int what)
 {
   t->wait = what;
-  if (what == SQ_WAIT_DB)
+  if (what == SQ_WAIT_DB || what == SQ_WAIT_IO)
     t->b->db_waiting++;
 }
 
 lua_State *sq__task_arrived(sq_task_t *t)
 {
   sq_bridge_t *b = t->b;
-  if (t->wait == SQ_WAIT_DB)
+  if (t->wait == SQ_WAIT_DB || t->wait == SQ_WAIT_IO)
     b->db_waiting--;
   t->wait = SQ_WAIT_NONE;
   if (!t->ctx->alive) {
@@ -374,6 +378,19 @@ static void resume(sq_task_t *t, int nargs)
     return;  /* a host function holds the task and resumes it when its event comes */
   if (t->kind == TASK_LOADER) {
     loaded(t, st);
+    return;
+  }
+  if (t->kind == TASK_TESTS) {
+    int code = st == 0 && lua_isnumber(co, 1) ? (int)lua_tointeger(co, 1) : 1;
+    if (st != 0) {
+      luaL_traceback(b->L, co, lua_isstring(co, -1) ? lua_tostring(co, -1) : "the test run failed", 0);
+      sq_log(SQ_LOG_ERROR, "squall test: %s", lua_tostring(b->L, -1));
+      lua_pop(b->L, 1);
+      task_abandon(t);
+    } else {
+      task_finish(t);
+    }
+    b->on_tests(code, b->tests_arg);
     return;
   }
   sq_reqctx_t *x = t->ctx;
@@ -562,6 +579,7 @@ static int open_core(lua_State *L)
   lua_newtable(L);
   luaL_register(L, NULL, fns);
   sq_lua_open_db(L, b->cfg->has_db && b->w ? b->w->server->db : NULL, b->w ? &b->w->loop : NULL);
+  sq_lua_open_client(L);
   lua_pushinteger(L, b->w ? b->w->id : 0);
   lua_setfield(L, -2, "worker_id");
   lua_pushboolean(L, b->cfg->debug);
@@ -667,6 +685,33 @@ void sq_bridge_free(sq_bridge_t *b)
   }
   lua_close(b->L);
   free(b);
+}
+
+void sq_bridge_run_tests(sq_bridge_t *b, char **args, int nargs, sq_bridge_tests_cb done, void *arg)
+{
+  lua_State *L = b->L;
+  b->on_tests = done;
+  b->tests_arg = arg;
+  sq_task_t *t = task_new(b, ctx_new(b, NULL), TASK_TESTS);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "squall.testrun");
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    sq_log(SQ_LOG_ERROR, "squall test: %s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    task_abandon(t);
+    done(1, arg);
+    return;
+  }
+  lua_getfield(L, -1, "run");
+  lua_createtable(L, nargs, 0);
+  for (int i = 0; i < nargs; i++) {
+    lua_pushstring(L, args[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_xmove(L, t->co, 2);
+  lua_pop(L, 1);
+  resume(t, 1);
+  run_ready(b);
 }
 
 /* Pushes a header table with lowercase names; repeated headers are joined with ", " as RFC 9110

@@ -26,6 +26,11 @@ typedef struct sq_task_s sq_task_t;
 typedef void (*sq_bridge_loaded_cb)(sq_bridge_t *b, const char *err, void *arg);
 sq_bridge_t *sq_bridge_load(const sq_config_t *cfg, sq_worker_t *w, sq_bridge_loaded_cb done, void *arg);
 void sq_bridge_free(sq_bridge_t *b);
+/* Worker thread, `squall test`. Runs squall.testrun's run(args) in a task of this generation;
+ * `done` gets the exit code (busted's) when it ends. */
+typedef void (*sq_bridge_tests_cb)(int code, void *arg);
+void sq_bridge_run_tests(sq_bridge_t *b, char **args, int nargs, sq_bridge_tests_cb done, void *arg);
+
 /* 1 when no task of this generation is running or waiting. */
 int sq_bridge_idle(const sq_bridge_t *b);
 
@@ -46,7 +51,9 @@ void sq_bridge_close_handles(sq_bridge_t *b);
 
 /* ---- for host functions that yield (lua_db.c, squall.sleep) ------------------------------ */
 
-enum { SQ_WAIT_NONE, SQ_WAIT_DB, SQ_WAIT_TIMER, SQ_WAIT_WAKE, SQ_WAIT_READY };
+/* DB and IO waits end with a completion that still points at the task, so the task is only
+ * abandoned when it arrives; the others can be dropped as soon as the client leaves. */
+enum { SQ_WAIT_NONE, SQ_WAIT_DB, SQ_WAIT_IO, SQ_WAIT_TIMER, SQ_WAIT_WAKE, SQ_WAIT_READY };
 
 /* The task whose coroutine is L, or NULL when L is the main state or a user's own coroutine. */
 sq_task_t *sq__task_current(lua_State *L);

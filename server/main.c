@@ -33,6 +33,8 @@ static void usage(FILE *f)
           "usage: squall [-c config.lua]          serve the app\n"
           "       squall --check [-c config.lua]  load config and scripts, report the first error\n"
           "       squall reload [-c config.lua]   reload the running server's scripts, report the outcome\n"
+          "       squall test [-c config.lua] [busted options] [paths...]\n"
+          "                                       run busted specs inside the host, app and database up\n"
           "       squall --help | --version\n");
 }
 
@@ -78,15 +80,17 @@ static void on_exited(uv_async_t *a)
   uv_close((uv_handle_t *)&m->exited, NULL);
 }
 
-/* Serves until SIGTERM/SIGINT; with check_only, one worker loads the app (queries at its top
- * level included, hence a real worker and pool) and the process reports and exits. */
-static int serve(sq_config_t *cfg, int check_only)
+/* Serves until SIGTERM/SIGINT. With check_only, one worker loads the app (queries at its top
+ * level included, hence a real worker and pool) and the process reports and exits. With test
+ * arguments, one worker serves the app on an ephemeral loopback port and runs busted; the
+ * process exits with busted's code. */
+static int serve(sq_config_t *cfg, int check_only, char **test_args, int ntest_args)
 {
   static sq_main_t m;
   char err[1024];
   sq_server_t *s = &m.server;
   s->cfg = cfg;
-  s->nworkers = check_only ? 1 : cfg->workers;
+  s->nworkers = check_only || test_args ? 1 : cfg->workers;
   uv_mutex_init(&s->status_lock);
   s->workers = sq_calloc((size_t)s->nworkers, sizeof *s->workers);
   atomic_init(&s->nconns, 0);
@@ -109,6 +113,8 @@ static int serve(sq_config_t *cfg, int check_only)
     s->workers[i].cfg = cfg;
     s->workers[i].listen_fd = -1;
     s->workers[i].check_only = check_only;
+    s->workers[i].test_args = test_args;
+    s->workers[i].ntest_args = ntest_args;
   }
   if (!check_only && sq_worker_listen_all(s, err, sizeof err) < 0) {
     sq_log(SQ_LOG_ERROR, "%s", err);
@@ -156,24 +162,41 @@ static int serve(sq_config_t *cfg, int check_only)
     sq_db_pool_stop(s->db);
     return 1;
   }
-  m.reload = sq_reload_start(s, m.loop);
-  s->reload = m.reload;
+  if (!test_args) {
+    m.reload = sq_reload_start(s, m.loop);
+    s->reload = m.reload;
+  }
   uv_run(m.loop, UV_RUN_DEFAULT);
   for (int i = 0; i < s->nworkers; i++)
     uv_thread_join(&s->workers[i].thread);
   sq_db_pool_stop(s->db);
   uv_loop_close(m.loop);
+  int rc = test_args ? s->workers[0].test_rc : 0;
   uv_sem_destroy(&s->started);
   uv_mutex_destroy(&s->status_lock);
   free(s->workers);
-  sq_log(SQ_LOG_INFO, "stopped");
-  return 0;
+  if (!test_args)
+    sq_log(SQ_LOG_INFO, "stopped");
+  return rc;
 }
 
 int main(int argc, char **argv)
 {
   const char *config_path = "config.lua";
-  int check_only = 0, reload = 0;
+  int check_only = 0, reload = 0, testing = 0, ntest = 0;
+  char **test_args = NULL;
+  if (argc > 1 && strcmp(argv[1], "test") == 0) {
+    /* Everything but our own -c goes to busted as it is. */
+    testing = 1;
+    test_args = sq_calloc((size_t)argc, sizeof *test_args);
+    for (int i = 2; i < argc; i++) {
+      if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+        config_path = argv[++i];
+      else
+        test_args[ntest++] = argv[i];
+    }
+    argc = 1;
+  }
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
       config_path = argv[++i];
@@ -210,12 +233,21 @@ int main(int argc, char **argv)
     sq_config_free(&cfg);
     return rc;
   }
+  if (testing) {
+    /* The specs' client talks to this process on a port of its own, so a running dev server
+     * on the configured address is not in the way. */
+    free(cfg.listen_host);
+    cfg.listen_host = sq_strdup("127.0.0.1");
+    cfg.listen_port = 0;
+    cfg.reload = 0;
+  }
   if (sq_log_open(cfg.log.level, cfg.log.error, cfg.log.access, err, sizeof err) < 0) {
     fprintf(stderr, "squall: %s\n", err);
     sq_config_free(&cfg);
     return 1;
   }
-  int rc = serve(&cfg, check_only);
+  int rc = serve(&cfg, check_only, testing ? test_args : NULL, ntest);
+  free(test_args);
   sq_log_close();
   sq_config_free(&cfg);
   return rc;

@@ -254,6 +254,13 @@ static void begin_stop(sq_worker_t *w)
   maybe_finish(w);
 }
 
+static void on_tests_done(int code, void *arg)
+{
+  sq_worker_t *w = arg;
+  w->test_rc = code;
+  sq_worker_command(w, SQ_WORKER_DRAIN);
+}
+
 static void on_first_load(sq_bridge_t *b, const char *err, void *arg)
 {
   sq_worker_t *w = arg;
@@ -282,6 +289,8 @@ static void on_first_load(sq_bridge_t *b, const char *err, void *arg)
   if (rc < 0 || w->check_only)
     begin_stop(w);
   uv_sem_post(&w->server->started);
+  if (rc == 0 && w->test_args)
+    sq_bridge_run_tests(w->bridge, w->test_args, w->ntest_args, on_tests_done, w);
 }
 
 static void worker_main(void *arg)

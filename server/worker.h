@@ -32,6 +32,9 @@ typedef struct sq_worker_s {
   int alive;
   int draining;
   int check_only;             /* --check: load the app, answer, serve nothing */
+  char **test_args;           /* squall test: busted's arguments; NULL when serving */
+  int ntest_args;
+  int test_rc;
   sq_bridge_t *bridge;        /* the current generation: new requests go here */
   sq_bridge_t *pending;       /* a generation loaded for a reload, awaiting COMMIT */
   sq_bridge_t **retired;      /* generations still finishing requests */

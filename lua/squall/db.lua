@@ -38,6 +38,11 @@ end
 
 local query, exec = core.db_query, core.db_exec
 
+-- Test isolation (squall.test): while set, every query without its own transaction joins this
+-- one, so that a spec and the handlers it calls see the same uncommitted rows. A module-level
+-- value on purpose: tests run one at a time, and nothing else sets it.
+local shared
+
 local function checked(level, ok, res)
   if not ok then error(res, level + 1) end
   return res
@@ -45,7 +50,7 @@ end
 
 function _M.query(sql, ...)
   if type(sql) ~= "string" then error("db.query: sql must be a string", 2) end
-  return checked(2, query(nil, sql, ...))
+  return checked(2, query(shared, sql, ...))
 end
 
 local Tx = {}
@@ -68,10 +73,14 @@ local function run(tx, fn, on_ok, on_err)
   error(res[2], 0)
 end
 
--- Nested transactions are savepoints on the same pinned connection.
+-- Nested transactions are savepoints on the same pinned connection. Names are unique per
+-- state so that two nestings sharing one connection (a test and its handler) cannot collide.
+local savepoints = 0
+
 function Tx:transaction(fn)
   local depth = self._depth + 1
-  local sp = "squall_sp" .. depth
+  savepoints = savepoints + 1
+  local sp = "squall_sp" .. savepoints
   checked(2, exec(self._h, "SAVEPOINT " .. sp))
   local inner = setmetatable({ _h = self._h, _depth = depth }, tx_mt)
   return run(inner, fn,
@@ -83,11 +92,23 @@ end
 -- and re-raise when it raises. The connection goes back to the pool either way.
 function _M.transaction(fn)
   if type(fn) ~= "function" then error("db.transaction: expected a function", 2) end
+  if shared then return setmetatable({ _h = shared, _depth = 0 }, tx_mt):transaction(fn) end
   local h = checked(2, core.db_begin())
   local tx = setmetatable({ _h = h, _depth = 0 }, tx_mt)
   return run(tx, fn,
     function() checked(3, core.db_commit(h)) end,
     function() core.db_rollback(h) end)
+end
+
+function _M._begin_shared()
+  if shared then error("squall.test: a rolled-back transaction is already open", 2) end
+  shared = checked(2, core.db_begin())
+end
+
+function _M._end_shared()
+  local h = shared
+  shared = nil
+  if h then core.db_rollback(h) end
 end
 
 function _M.stats()

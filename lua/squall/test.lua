@@ -1,0 +1,136 @@
+-- squall.test: testing handlers from busted specs run by `squall test`.
+--
+--   local t = require "squall.test"
+--   describe("notes", function()
+--     t.rollback_each()                          -- every test in a transaction rolled back after
+--     local client = t.client()
+--     it("creates a note", function()
+--       local res = client:post("/notes", { json = { title = "hi" } })
+--       assert.equal(201, res.status)
+--       assert.equal("hi", res:json().title)
+--     end)
+--   end)
+--
+-- The client sends real HTTP/1.1 over a loopback socket to the app served by the same process,
+-- so a spec goes through the parser, the router, the handler and the response writer.
+
+local core = require "squall.core"
+local cjson = require "cjson.safe"
+local db = require "squall.db"
+local request = require "squall.request"
+
+local type, pairs, tostring, error, setmetatable = type, pairs, tostring, error, setmetatable
+local concat, sort, unpack, select, ipairs = table.concat, table.sort, unpack, select, ipairs
+local function pack(...) return { n = select("#", ...), ... } end
+local format, gsub, lower, byte = string.format, string.gsub, string.lower, string.byte
+
+local _M = {}
+
+local function escape(s)
+  return (gsub(tostring(s), "[^%w%-%._~]", function(c) return format("%%%02X", byte(c)) end))
+end
+
+-- Encodes a table as application/x-www-form-urlencoded (arrays give repeated keys), in key order
+-- so that requests are reproducible.
+local function encode_form(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = tostring(k) end
+  sort(keys)
+  local out = {}
+  for _, k in ipairs(keys) do
+    local v = t[k]
+    if type(v) == "table" then
+      for i = 1, #v do out[#out + 1] = escape(k) .. "=" .. escape(v[i]) end
+    else
+      out[#out + 1] = escape(k) .. "=" .. escape(v)
+    end
+  end
+  return concat(out, "&")
+end
+_M.encode_form = encode_form
+
+local Response = {}
+Response.__index = Response
+
+function Response:json()
+  local doc, err = cjson.decode(self.body)
+  if doc == nil then error("response body is not JSON (" .. tostring(err) .. "): " .. self.body, 2) end
+  return doc
+end
+
+local Client = {}
+Client.__index = Client
+
+-- opts.headers: sent with every request of this client.
+function _M.client(opts)
+  return setmetatable({ port = core.listen_port(), headers = opts and opts.headers or {} }, Client)
+end
+
+local function has_header(h, name)
+  for k in pairs(h) do
+    if lower(k) == name then return true end
+  end
+end
+
+-- opts: headers, query (table), body (raw string), json (table), form (table), timeout (s).
+function Client:request(method, path, opts)
+  opts = opts or {}
+  method = method:upper()
+  local headers = {}
+  for k, v in pairs(self.headers) do headers[k] = v end
+  for k, v in pairs(opts.headers or {}) do headers[k] = v end
+  local body = opts.body or ""
+  if opts.json ~= nil then
+    body = cjson.encode(opts.json)
+    if not has_header(headers, "content-type") then headers["Content-Type"] = "application/json" end
+  elseif opts.form ~= nil then
+    body = encode_form(opts.form)
+    if not has_header(headers, "content-type") then
+      headers["Content-Type"] = "application/x-www-form-urlencoded"
+    end
+  end
+  if opts.query then
+    path = path .. (path:find("?", 1, true) and "&" or "?") .. encode_form(opts.query)
+  end
+  local lines = { method .. " " .. path .. " HTTP/1.1", "Host: 127.0.0.1", "Connection: close" }
+  for k, v in pairs(headers) do lines[#lines + 1] = k .. ": " .. tostring(v) end
+  if #body > 0 or method == "POST" or method == "PUT" or method == "PATCH" then
+    lines[#lines + 1] = "Content-Length: " .. #body
+  end
+  local raw = concat(lines, "\r\n") .. "\r\n\r\n" .. body
+  local status, list, rbody = core.http_request(self.port, raw, method == "HEAD", opts.timeout)
+  if not status then error("squall.test: " .. method .. " " .. path .. ": " .. tostring(list), 2) end
+  local h = setmetatable({}, request.headers_mt)
+  for i = 1, #list, 2 do
+    local k, v = lower(list[i]), list[i + 1]
+    h[k] = h[k] and (h[k] .. ", " .. v) or v
+  end
+  return setmetatable({ status = status, headers = h, body = rbody }, Response)
+end
+
+for _, m in ipairs { "get", "post", "put", "patch", "delete", "head", "options" } do
+  local upper = m:upper()
+  Client[m] = function(self, path, opts) return self:request(upper, path, opts) end
+end
+
+-- ---- isolation -----------------------------------------------------------------------------
+
+-- Runs fn inside a transaction that every query joins (the spec's own and the handlers' it
+-- calls), then rolls it back. Limits: DDL (CREATE, ALTER, DROP, TRUNCATE) commits implicitly in
+-- MySQL/MariaDB, ends the transaction and is not undone.
+function _M.rollback(fn, ...)
+  db._begin_shared()
+  local res = pack(pcall(fn, ...))
+  db._end_shared()
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2, res.n)
+end
+
+-- Inside a describe block: each test runs in its own rolled-back transaction.
+function _M.rollback_each()
+  local busted = require "busted"
+  busted.before_each(function() db._begin_shared() end)
+  busted.after_each(function() db._end_shared() end)
+end
+
+return _M
