@@ -1,9 +1,21 @@
--- The example app's schema, loaded by tools/db.sh into a fresh private server.
+-- The example app's schema, applied by tools/db.sh at every start: every statement is
+-- idempotent, so an existing development database gains new tables and keeps its rows.
 CREATE TABLE IF NOT EXISTS users (
   id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
   name VARCHAR(100) NOT NULL,
   bio TEXT NULL
 ) ENGINE=InnoDB;
+
+CREATE TABLE IF NOT EXISTS notes (
+  id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  user_id INT UNSIGNED NOT NULL,
+  title VARCHAR(200) NOT NULL,
+  body TEXT NOT NULL,
+  created_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  updated_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+  KEY notes_by_user (user_id, id),
+  CONSTRAINT notes_user FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 CREATE TABLE IF NOT EXISTS accounts (
   id INT UNSIGNED NOT NULL PRIMARY KEY,

@@ -28,7 +28,7 @@ alive() { [ -S "$sock" ] && mariadb-admin --no-defaults -uroot --socket="$sock" 
 
 start() {
   mkdir -p "$dir"
-  if alive; then return 0; fi
+  if alive; then load_schema; return 0; fi
   if [ ! -d "$data/mysql" ]; then
     rm -rf "$data"
     mariadb-install-db --no-defaults --datadir="$data" --user="$user" \
@@ -56,8 +56,8 @@ start() {
       GRANT ALL ON squall.* TO 'squall'@'localhost';
       GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'squall'@'127.0.0.1';
       GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'squall'@'localhost';"
-    load_schema
   fi
+  load_schema
 }
 
 load_schema() {
