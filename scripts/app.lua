@@ -1,11 +1,11 @@
--- The example application. See README.md for the handler API.
+-- The example application: a notes JSON API, a few small routes, and the TechEmpower routes
+-- that bench/ measures. See README.md and docs/ for the API it uses.
 local squall = require "squall"
-local db = require "squall.db"
 
 local app = squall.app()
 
 app:get("/", function(req)
-  return "Squall is running. Try /hello/you, POST JSON to /echo, or /db.\n"
+  return "Squall is running. Try /hello/you, POST JSON to /echo, or the notes API under /users.\n"
 end)
 
 app:get("/hello/:name", function(req)
@@ -17,6 +17,7 @@ app:post("/echo", function(req)
   return 201, { got = doc }
 end)
 
+require("notes")(app)
 require("techempower")(app)
 
 return app

@@ -15,6 +15,8 @@ local is_http_error = squall.is_http_error
 local db_unavailable = db.is_unavailable
 local request_new = request.new
 local TEXT = "text/plain; charset=utf-8"
+local JSON = "application/json"
+local encode = require("cjson").encode
 
 local _M = {}
 
@@ -77,6 +79,7 @@ function _M.load(app_module)
     local e = status
     if is_http_error(e) then
       local msg = e.message
+      if type(msg) == "table" then return e.status, JSON, encode(msg), e.headers end
       return e.status, TEXT, msg == nil and "" or tostring(msg), e.headers
     end
     if type(e) == "table" and e.unavailable then

@@ -19,6 +19,7 @@ local HttpError = {}
 HttpError.__index = HttpError
 HttpError.__tostring = function(e) return "HTTP " .. e.status .. ": " .. tostring(e.message) end
 
+-- Ends the request with `status`. A string message is the text body; a table is sent as JSON.
 function _M.abort(status, message, headers)
   if type(status) ~= "number" or status < 100 or status > 999 then
     error("squall.abort: status must be a number from 100 to 999", 2)
