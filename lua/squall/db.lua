@@ -100,15 +100,34 @@ function _M.transaction(fn)
     function() core.db_rollback(h) end)
 end
 
+-- Nested openings (t.rollback inside rollback_each) become savepoints on the same transaction.
+local shared_depth = 0
+
 function _M._begin_shared()
-  if shared then error("squall.test: a rolled-back transaction is already open", 2) end
-  shared = checked(2, core.db_begin())
+  shared_depth = shared_depth + 1
+  if shared_depth > 1 then
+    checked(2, exec(shared, "SAVEPOINT squall_shared" .. shared_depth))
+    return
+  end
+  local ok, h = core.db_begin()
+  if not ok then
+    shared_depth = 0
+    error(h, 2)
+  end
+  shared = h
 end
 
 function _M._end_shared()
+  local depth = shared_depth
+  if depth == 0 then return end
+  shared_depth = depth - 1
+  if depth > 1 then
+    exec(shared, "ROLLBACK TO SAVEPOINT squall_shared" .. depth)
+    return
+  end
   local h = shared
   shared = nil
-  if h then core.db_rollback(h) end
+  core.db_rollback(h)
 end
 
 function _M.stats()

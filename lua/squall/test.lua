@@ -18,6 +18,7 @@ local core = require "squall.core"
 local cjson = require "cjson.safe"
 local db = require "squall.db"
 local request = require "squall.request"
+local squall = require "squall"
 
 local type, pairs, tostring, error, setmetatable = type, pairs, tostring, error, setmetatable
 local concat, sort, unpack, select, ipairs = table.concat, table.sort, unpack, select, ipairs
@@ -113,10 +114,43 @@ for _, m in ipairs { "get", "post", "put", "patch", "delete", "head", "options" 
   Client[m] = function(self, path, opts) return self:request(upper, path, opts) end
 end
 
+-- In-process: runs `app`'s handler for a request without a socket (no parser, no framing),
+-- for apps that are not the one being served, such as the samples in the docs. Errors become
+-- what the host would send: an HTTP error its status and body, anything else 500 with the
+-- error in `res.error`. opts as for the client.
+function _M.dispatch(app, method, path, opts)
+  opts = opts or {}
+  local headers = setmetatable({}, request.headers_mt)
+  for k, v in pairs(opts.headers or {}) do headers[lower(k)] = v end
+  local body = opts.body or ""
+  if opts.json ~= nil then
+    body = cjson.encode(opts.json)
+    headers["content-type"] = headers["content-type"] or "application/json"
+  elseif opts.form ~= nil then
+    body = encode_form(opts.form)
+  end
+  local qs = path:match("%?(.*)$") or ""
+  if opts.query then qs = (qs == "" and "" or qs .. "&") .. encode_form(opts.query) end
+  local req = request.new(method:upper(), path:gsub("%?.*$", ""), qs, headers, body, "1.1", "127.0.0.1", 0)
+  local ok, status, ctype, rbody, rheaders = pcall(app.handle, app, req)
+  local res = setmetatable({ headers = setmetatable({}, request.headers_mt) }, Response)
+  if ok then
+    res.status, res.body = status, rbody
+    for k, v in pairs(rheaders or {}) do res.headers[lower(k)] = v end
+    if ctype then res.headers["content-type"] = ctype end
+  elseif squall.is_http_error(status) then
+    res.status = status.status
+    res.body = type(status.message) == "table" and cjson.encode(status.message) or tostring(status.message or "")
+  else
+    res.status, res.body, res.error = 500, "Internal Server Error\n", status
+  end
+  return res
+end
+
 -- ---- isolation -----------------------------------------------------------------------------
 
 -- Runs fn inside a transaction that every query joins (the spec's own and the handlers' it
--- calls), then rolls it back. Limits: DDL (CREATE, ALTER, DROP, TRUNCATE) commits implicitly in
+-- calls), then rolls it back; nested inside another, it is a savepoint. Limits: DDL (CREATE, ALTER, DROP, TRUNCATE) commits implicitly in
 -- MySQL/MariaDB, ends the transaction and is not undone.
 function _M.rollback(fn, ...)
   db._begin_shared()
