@@ -6,6 +6,8 @@ return {
   scripts = "scripts",
   app = "app",
   debug = false,
+  reload = true,               -- edit scripts/ while it runs; `squall reload` works through pid_file
+  pid_file = "var/squall.pid",
   shutdown_timeout = 10,
   limits = {
     max_header_bytes = 16384,
