@@ -25,6 +25,7 @@
 #include "http_msg.h"
 #include "log.h"
 #include "lua_client.h"
+#include "lua_json.h"
 #include "lua_db.h"
 #include "mem.h"
 #include "reload.h"
@@ -580,6 +581,7 @@ static int open_core(lua_State *L)
   luaL_register(L, NULL, fns);
   sq_lua_open_db(L, b->cfg->has_db && b->w ? b->w->server->db : NULL, b->w ? &b->w->loop : NULL);
   sq_lua_open_client(L);
+  sq_lua_open_json(L);
   lua_pushinteger(L, b->w ? b->w->id : 0);
   lua_setfield(L, -2, "worker_id");
   lua_pushboolean(L, b->cfg->debug);

@@ -116,12 +116,15 @@ static void push_rows(lua_State *L, const sq_db_result_t *r)
     }
     lua_rawseti(L, res, (int)n + 1);
   }
-  /* The column order lives behind a metatable so the rows still encode as a JSON array. */
-  lua_createtable(L, 0, 1);
+  /* The column order lives behind a metatable so the rows still encode as a JSON array, an
+   * empty result included. */
+  lua_createtable(L, 0, 2);
   lua_createtable(L, 0, 1);
   lua_pushvalue(L, names);
   lua_setfield(L, -2, "columns");
   lua_setfield(L, -2, "__index");
+  lua_pushliteral(L, "array");
+  lua_setfield(L, -2, "__jsontype");
   lua_setmetatable(L, res);
   lua_settop(L, res);
 }

@@ -16,7 +16,7 @@ local db_unavailable = db.is_unavailable
 local request_new = request.new
 local TEXT = "text/plain; charset=utf-8"
 local JSON = "application/json"
-local encode = require("cjson").encode
+local encode = require("squall.json").encode
 
 local _M = {}
 

@@ -3,11 +3,11 @@
 -- A handler returns `body`, `status, body` or `status, headers, body`; the number of values it
 -- returned decides which, so `return 200, nil` and `return 200, hdrs, nil` mean what they say.
 
-local cjson = require "cjson"
+local json = require "squall.json"
 
 local type, pairs, select, tostring, error = type, pairs, select, tostring, error
 local lower = string.lower
-local encode = cjson.encode
+local encode = json.encode
 
 local _M = {}
 
