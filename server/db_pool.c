@@ -15,6 +15,7 @@
 #include "db_pool.h"
 
 #include <errmsg.h>
+#include <stdatomic.h>
 #include <math.h>
 #include <mysql.h>
 #include <mysqld_error.h>
@@ -44,12 +45,14 @@ struct sq_db_conn_s {
   MYSQL *my;
   unsigned long thread_id;
   unsigned wait_timeout;       /* the server's, seconds: idle longer than half of it means ping */
+  unsigned epoch;              /* the pool's lost_epoch when this connection was last known good */
   uint64_t last_used;
   uint64_t next_connect;       /* no connect attempt before this (backoff) */
   unsigned backoff_ms;
   char last_err[256];
   unsigned last_errno;
   /* under pool->lock */
+  int up;                      /* has a live connection: preferred for shared work */
   uv_cond_t cond;              /* this thread's wake-up: one job wakes one thread */
   int idle;                    /* on the pool's idle stack */
   int pinned;
@@ -72,6 +75,8 @@ struct sq_db_pool_s {
   uv_mutex_t lock;
   sq_db_conn_t **idle;         /* threads waiting for shared work, most recently idle on top */
   int nidle;
+  int nup;                     /* connections that are up */
+  atomic_uint lost_epoch;      /* bumped when any connection finds the server gone */
   sq_db_job_t *q_head, *q_tail;
   int queued;
   int stop;
@@ -284,17 +289,24 @@ static void cache_clear(sq_db_conn_t *c)
 
 /* ---- connecting -------------------------------------------------------------------------- */
 
+static void set_up(sq_db_conn_t *c, int up)
+{
+  uv_mutex_lock(&c->pool->lock);
+  c->pool->nup += up - c->up;
+  c->up = up;
+  if (!up && c->pinned)
+    c->tx_broken = 1;
+  uv_mutex_unlock(&c->pool->lock);
+}
+
 static void drop_connection(sq_db_conn_t *c)
 {
   cache_clear(c);
   if (c->my)
     mysql_close(c->my);
   c->my = NULL;
-  c->next_connect = uv_hrtime();  /* the first retry is immediate; backoff starts on failure */
-  uv_mutex_lock(&c->pool->lock);
-  if (c->pinned)
-    c->tx_broken = 1;
-  uv_mutex_unlock(&c->pool->lock);
+  c->next_connect = 0;  /* the first retry is immediate; backoff starts on failure */
+  set_up(c, 0);
 }
 
 static MYSQL *open_connection(const sq_db_config_t *cfg, char *err, size_t errlen, unsigned *code)
@@ -336,6 +348,8 @@ static int connect_conn(sq_db_conn_t *c)
     sq_log(SQ_LOG_INFO, "db: connected again");
   c->backoff_ms = 0;
   c->my = m;
+  c->epoch = atomic_load(&c->pool->lost_epoch);
+  set_up(c, 1);
   c->thread_id = mysql_thread_id(m);
   c->last_used = now;
   c->wait_timeout = 28800;
@@ -350,12 +364,19 @@ static int connect_conn(sq_db_conn_t *c)
   return 0;
 }
 
-/* Makes sure `c` has a live connection before a job runs on it; fails the job otherwise. */
+/* Makes sure `c` has a live connection before a job runs on it; fails the job otherwise. A
+ * connection is pinged first when it idled past half the server's wait_timeout, or when another
+ * connection found the server gone since this one was last good (a restart kills them all, and
+ * only the first query should pay for finding out). */
 static int ensure_connected(sq_db_conn_t *c, sq_db_job_t *j)
 {
   uint64_t now = uv_hrtime();
-  if (c->my && now - c->last_used > (uint64_t)c->wait_timeout * NS / 2 && mysql_ping(c->my) != 0)
-    drop_connection(c);
+  unsigned epoch = atomic_load(&c->pool->lost_epoch);
+  if (c->my && (c->epoch != epoch || now - c->last_used > (uint64_t)c->wait_timeout * NS / 2)) {
+    c->epoch = epoch;
+    if (mysql_ping(c->my) != 0)
+      drop_connection(c);
+  }
   if (c->my)
     return 0;
   if (now >= c->next_connect && connect_conn(c) == 0)
@@ -731,8 +752,10 @@ static void run_job(sq_db_conn_t *c, sq_db_job_t *j)
     else
       run_prepared(c, j);
   }
-  if (j->err_class && sq_db_errno_is_lost(j->err_code) && c->my)
+  if (j->err_class && sq_db_errno_is_lost(j->err_code) && c->my) {
+    atomic_fetch_add(&c->pool->lost_epoch, 1);
     drop_connection(c);
+  }
   c->last_used = uv_hrtime();
 }
 
@@ -771,6 +794,22 @@ static void idle_remove(sq_db_pool_t *p, sq_db_conn_t *c)
   c->idle = 0;
 }
 
+/* Under lock. Wakes exactly one idle thread for shared work: the most recently idle one that is
+ * up (its caches are warm), or any when none is up (it will try to connect, or fail the job
+ * fast). A busy pool wakes nobody: each thread looks at the queue before it sleeps again. */
+static void wake_one(sq_db_pool_t *p)
+{
+  for (int i = p->nidle - 1; i >= 0; i--) {
+    sq_db_conn_t *c = p->idle[i];
+    if (c->up || p->nup == 0) {
+      p->idle[i] = p->idle[--p->nidle];
+      c->idle = 0;
+      uv_cond_signal(&c->cond);
+      return;
+    }
+  }
+}
+
 static void conn_main(void *arg)
 {
   sq_db_conn_t *c = arg;
@@ -781,7 +820,10 @@ static void conn_main(void *arg)
     if (c->idle)
       idle_remove(p, c);
     sq_db_job_t *j = pop(&c->q_head, &c->q_tail);
-    if (!j && !c->pinned && (j = pop(&p->q_head, &p->q_tail)) != NULL) {
+    /* A connection that is down leaves shared work to those that are up; only when none is
+     * does it take jobs, to try to connect or to fail them fast. */
+    int may_share = !c->pinned && (c->up || p->nup == 0);
+    if (!j && may_share && (j = pop(&p->q_head, &p->q_tail)) != NULL) {
       p->queued--;
       if (j->op == SQ_DB_BEGIN)
         c->pinned = 1;  /* before unlocking, so no shared job slips in between */
@@ -801,6 +843,10 @@ static void conn_main(void *arg)
       if (!c->pinned && !c->idle) {
         c->idle = 1;
         p->idle[p->nidle++] = c;
+      }
+      if (!may_share && p->q_head && c->idle) {
+        /* Work is queued but ours to leave: make sure a connection that is up sees it. */
+        wake_one(p);
       }
       if (reconnect)
         uv_cond_timedwait(&c->cond, &p->lock, c->next_connect - now);
@@ -1008,13 +1054,7 @@ int sq_db_submit(sq_db_pool_t *p, sq_db_job_t *j)
     }
     push(&p->q_head, &p->q_tail, j);
     p->queued++;
-    /* Wake exactly one idle thread, the most recently idle (its caches are warm). A busy pool
-     * wakes nobody: each thread looks at the queue before it sleeps again. */
-    if (p->nidle > 0) {
-      sq_db_conn_t *c = p->idle[--p->nidle];
-      c->idle = 0;
-      uv_cond_signal(&c->cond);
-    }
+    wake_one(p);
   }
   uv_mutex_unlock(&p->lock);
   return 0;

@@ -309,15 +309,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     uv_read_stop(s);
     c->read_stopped = 1;
     /* A reset leaves nobody to answer; so does EOF in the middle of a request (llhttp_finish
-     * reports that). A running handler is detached by the close and its result dropped. */
-    if (nread != UV_EOF || (!c->in_handler && llhttp_finish(&c->parser) != HPE_OK) ||
-        (!c->in_handler && c->in_message)) {
+     * reports that). EOF while a handler is suspended (waiting on the database, a timer) counts
+     * as the client giving up, as lua-nginx-module's client-abort check does: the close detaches
+     * the handler, its result is dropped and its transaction rolled back. A client that only
+     * half-closed after a request still gets answers from handlers that do not wait, since
+     * those respond before the EOF is read. */
+    if (nread != UV_EOF || c->in_handler || llhttp_finish(&c->parser) != HPE_OK || c->in_message) {
       conn_close(c);
       return;
     }
     c->eof = 1;
-    if (!c->in_handler)
-      conn_process(c);
+    conn_process(c);
     return;
   }
   c->rlen += (size_t)nread;
