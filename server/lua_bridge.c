@@ -441,8 +441,9 @@ static void run_ready(sq_bridge_t *b)
 
 void sq__task_resume(sq_task_t *t, int nargs)
 {
+  sq_bridge_t *b = t->b;  /* the resume may end (and free) the task */
   resume(t, nargs);
-  run_ready(t->b);
+  run_ready(b);
 }
 
 void sq_bridge_detach(void *task)
@@ -618,11 +619,21 @@ static void loaded(sq_task_t *t, int st)
     lua_pushvalue(co, 2);
     b->headers_mt_ref = luaL_ref(co, LUA_REGISTRYINDEX);
     task_finish(t);
+  } else if (st == LUA_YIELD) {
+    snprintf(err, sizeof err, "the app's top level called coroutine.yield()");
+    task_abandon(t);
+  } else if (lua_isstring(co, -1)) {
+    snprintf(err, sizeof err, "%s", lua_tostring(co, -1));  /* already says file:line */
+    task_abandon(t);
   } else {
-    snprintf(err, sizeof err, "%s",
-             st == LUA_YIELD ? "the app's top level called coroutine.yield()"
-             : lua_isstring(co, -1) ? lua_tostring(co, -1)
-                                    : "loading the app failed with a non-string error");
+    /* An error object (a database error) has no position: the traceback supplies file:line. */
+    lua_getglobal(b->L, "tostring");
+    lua_pushvalue(co, -1);
+    lua_xmove(co, b->L, 1);
+    lua_pcall(b->L, 1, 1, 0);
+    luaL_traceback(b->L, co, lua_tostring(b->L, -1), 0);
+    snprintf(err, sizeof err, "%s", lua_tostring(b->L, -1));
+    lua_pop(b->L, 2);
     task_abandon(t);
   }
   b->on_loaded(b, err[0] ? err : NULL, b->loaded_arg);

@@ -124,6 +124,7 @@ static int serve(sq_config_t *cfg, int check_only, char **test_args, int ntest_a
    * does not keep the server from starting (queries fail with 503 until it is back). */
   if (cfg->has_db)
     s->db = sq_db_pool_start(&cfg->db);
+  uint64_t baseline = cfg->reload ? sq_reload_scan(cfg) : 0;
   int started = 0, failed = 0;
   for (int i = 0; i < s->nworkers; i++) {
     int rc = sq_worker_start(&s->workers[i]);
@@ -163,7 +164,7 @@ static int serve(sq_config_t *cfg, int check_only, char **test_args, int ntest_a
     return 1;
   }
   if (!test_args) {
-    m.reload = sq_reload_start(s, m.loop);
+    m.reload = sq_reload_start(s, m.loop, baseline);
     s->reload = m.reload;
   }
   uv_run(m.loop, UV_RUN_DEFAULT);

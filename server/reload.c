@@ -161,7 +161,7 @@ static uint64_t scan_dir(const char *dir, int depth)
     if (stat(path, &st) != 0)
       continue;
     if (S_ISDIR(st.st_mode)) {
-      fp += mix(scan_dir(path, depth + 1), 1);
+      fp += scan_dir(path, depth + 1);  /* only its .lua files count, so an empty one does not */
     } else if (S_ISREG(st.st_mode)) {
       size_t n = strlen(e->d_name);
       if (n < 5 || strcmp(e->d_name + n - 4, ".lua") != 0)
@@ -195,7 +195,9 @@ static void on_scan(uv_timer_t *t)
 
 /* ---- start and stop ---------------------------------------------------------------------- */
 
-sq_reload_t *sq_reload_start(sq_server_t *s, uv_loop_t *loop)
+uint64_t sq_reload_scan(const sq_config_t *cfg) { return scan_dir(cfg->scripts, 0); }
+
+sq_reload_t *sq_reload_start(sq_server_t *s, uv_loop_t *loop, uint64_t baseline)
 {
   const sq_config_t *cfg = s->cfg;
   sq_reload_t *r = sq_calloc(1, sizeof *r);
@@ -210,7 +212,7 @@ sq_reload_t *sq_reload_start(sq_server_t *s, uv_loop_t *loop)
   uv_timer_init(loop, &r->scan);
   r->scan.data = r;
   if (cfg->reload) {
-    r->fingerprint = scan_dir(cfg->scripts, 0);
+    r->fingerprint = baseline;
     uv_timer_start(&r->scan, on_scan, SQ_SCAN_MS, SQ_SCAN_MS);
   }
   if (cfg->pid_file) {

@@ -14,14 +14,20 @@
 
 #include "worker.h"
 
-enum { SQ_RELOAD_NONE, SQ_RELOAD_PREPARE, SQ_RELOAD_COMMIT, SQ_RELOAD_ABORT };
+/* Bits, not values: main may send a verdict and, right after, the next PREPARE before the worker
+ * wakes; both must arrive, the verdict first. */
+enum { SQ_RELOAD_NONE = 0, SQ_RELOAD_PREPARE = 1, SQ_RELOAD_COMMIT = 2, SQ_RELOAD_ABORT = 4 };
 enum { SQ_GEN_IDLE, SQ_GEN_LOADING, SQ_GEN_READY, SQ_GEN_FAILED };
 
 typedef struct sq_reload_s sq_reload_t;
 
+/* Main thread, before the workers load the app: the watcher's baseline, so that an edit made
+ * while they load is not mistaken for the state they loaded. */
+uint64_t sq_reload_scan(const sq_config_t *cfg);
+
 /* Main thread, once the workers serve: the pid and status files, SIGHUP, and the file watcher
- * when config.reload is on. */
-sq_reload_t *sq_reload_start(sq_server_t *s, uv_loop_t *loop);
+ * (from `baseline`) when config.reload is on. */
+sq_reload_t *sq_reload_start(sq_server_t *s, uv_loop_t *loop, uint64_t baseline);
 /* Main thread. Starts a reload now, or right after the one in progress. */
 void sq_reload_request(sq_reload_t *r, const char *why);
 /* Main thread, at shutdown: closes the handles and removes the pid file. */

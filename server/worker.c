@@ -169,6 +169,9 @@ static void on_reload_phase(sq_worker_t *w, int phase)
 {
   switch (phase) {
   case SQ_RELOAD_PREPARE:
+    if (w->pending)  /* never left behind by main's protocol; kept from leaking regardless */
+      retire(w, w->pending);
+    w->pending = NULL;
     atomic_store(&w->gen_state, SQ_GEN_LOADING);
     sq_bridge_load(w->cfg, w, on_generation_loaded, w);
     break;
@@ -193,7 +196,7 @@ void sq_worker_reload(sq_worker_t *w, int phase)
 {
   uv_mutex_lock(&w->lock);
   if (w->alive) {
-    atomic_store(&w->reload_cmd, phase);
+    atomic_fetch_or(&w->reload_cmd, phase);
     uv_async_send(&w->control);
   }
   uv_mutex_unlock(&w->lock);
@@ -204,10 +207,16 @@ void sq__worker_maybe_finish(sq_worker_t *w) { maybe_finish(w); }
 static void on_control(uv_async_t *a)
 {
   sq_worker_t *w = a->data;
-  int phase = atomic_exchange(&w->reload_cmd, SQ_RELOAD_NONE);
+  int phases = atomic_exchange(&w->reload_cmd, SQ_RELOAD_NONE);
   int cmd = atomic_load(&w->command);
-  if (phase != SQ_RELOAD_NONE && !w->draining)
-    on_reload_phase(w, phase);
+  if (!w->draining) {
+    if (phases & SQ_RELOAD_COMMIT)
+      on_reload_phase(w, SQ_RELOAD_COMMIT);
+    if (phases & SQ_RELOAD_ABORT)
+      on_reload_phase(w, SQ_RELOAD_ABORT);
+    if (phases & SQ_RELOAD_PREPARE)
+      on_reload_phase(w, SQ_RELOAD_PREPARE);
+  }
   if (cmd == SQ_WORKER_RUN)
     return;
   if (!w->draining) {

@@ -40,7 +40,7 @@ typedef struct sq_worker_s {
   sq_bridge_t **retired;      /* generations still finishing requests */
   int nretired, retired_cap;
   uv_check_t reaper;          /* frees retired generations once idle */
-  atomic_int reload_cmd;      /* main → worker: SQ_RELOAD_* */
+  atomic_int reload_cmd;      /* main → worker: SQ_RELOAD_* bits not yet handled */
   atomic_int gen_state;       /* worker → main: SQ_GEN_* for the last PREPARE */
   char gen_err[2048];         /* valid when gen_state is SQ_GEN_FAILED */
   sq_conn_t *conns;           /* every open connection, for draining and forced close */
