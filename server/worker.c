@@ -104,15 +104,17 @@ static void maybe_finish(sq_worker_t *w)
 {
   if (!w->draining || w->nconns > 0 || uv_is_closing((uv_handle_t *)&w->control))
     return;
-  if ((w->bridge && !sq_bridge_quiescent(w->bridge)) || (w->pending && !sq_bridge_quiescent(w->pending)))
-    return;
+  sq_bridge_t *gens[] = {w->bridge, w->loading, w->pending};
+  for (size_t i = 0; i < sizeof gens / sizeof *gens; i++)
+    if (gens[i] && !sq_bridge_quiescent(gens[i]))
+      return;
   for (int i = 0; i < w->nretired; i++)
     if (!sq_bridge_quiescent(w->retired[i]))
       return;
-  if (w->bridge)
-    sq_bridge_close_handles(w->bridge);
-  if (w->pending)
-    sq_bridge_close_handles(w->pending);
+  /* Closing abandons sleeping tasks, a generation's loader among them: it never finishes. */
+  for (size_t i = 0; i < sizeof gens / sizeof *gens; i++)
+    if (gens[i])
+      sq_bridge_close_handles(gens[i]);
   for (int i = 0; i < w->nretired; i++)
     sq_bridge_close_handles(w->retired[i]);
   uv_close((uv_handle_t *)&w->reaper, NULL);
@@ -154,6 +156,7 @@ static void retire(sq_worker_t *w, sq_bridge_t *b)
 static void on_generation_loaded(sq_bridge_t *b, const char *err, void *arg)
 {
   sq_worker_t *w = arg;
+  w->loading = NULL;
   if (err) {
     snprintf(w->gen_err, sizeof w->gen_err, "%s", err);
     retire(w, b);
@@ -163,6 +166,7 @@ static void on_generation_loaded(sq_bridge_t *b, const char *err, void *arg)
     atomic_store(&w->gen_state, SQ_GEN_READY);
   }
   uv_async_send(w->server->reload_reply);
+  maybe_finish(w);  /* a drain may have been waiting for this load */
 }
 
 static void on_reload_phase(sq_worker_t *w, int phase)
@@ -173,7 +177,12 @@ static void on_reload_phase(sq_worker_t *w, int phase)
       retire(w, w->pending);
     w->pending = NULL;
     atomic_store(&w->gen_state, SQ_GEN_LOADING);
-    sq_bridge_load(w->cfg, w, on_generation_loaded, w);
+    {
+      sq_bridge_t *b = sq_bridge_load(w->cfg, w, on_generation_loaded, w);
+      /* Still loading unless the callback has already run (a top level that did not yield). */
+      if (atomic_load(&w->gen_state) == SQ_GEN_LOADING)
+        w->loading = b;
+    }
     break;
   case SQ_RELOAD_COMMIT:
     if (w->pending) {
@@ -311,11 +320,12 @@ static void worker_main(void *arg)
   uv_run(&w->loop, UV_RUN_DEFAULT);
   mark_finished(w);
   sq_bridge_free(w->bridge);
+  sq_bridge_free(w->loading);
   sq_bridge_free(w->pending);
   for (int i = 0; i < w->nretired; i++)
     sq_bridge_free(w->retired[i]);
   free(w->retired);
-  w->bridge = w->pending = NULL;
+  w->bridge = w->loading = w->pending = NULL;
   if (uv_loop_close(&w->loop) != 0)
     sq_log(SQ_LOG_WARN, "worker %d: loop closed with handles still open", w->id);
   /* -1 tells the main thread this thread is done; the async only wakes it up. */

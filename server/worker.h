@@ -36,6 +36,7 @@ typedef struct sq_worker_s {
   int ntest_args;
   int test_rc;
   sq_bridge_t *bridge;        /* the current generation: new requests go here */
+  sq_bridge_t *loading;       /* a generation still loading for a reload (its top level yielded) */
   sq_bridge_t *pending;       /* a generation loaded for a reload, awaiting COMMIT */
   sq_bridge_t **retired;      /* generations still finishing requests */
   int nretired, retired_cap;
