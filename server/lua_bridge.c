@@ -479,8 +479,8 @@ static sq_task_t *check_task(lua_State *L, const char *fn)
 {
   sq_task_t *t = sq__task_current(L);
   if (!t)
-    luaL_error(L, "%s can only be called from a request handler or a squall.spawn task "
-                  "(not at load time, and not from a coroutine of your own)", fn);
+    luaL_error(L, "%s can only be called from a request handler, a squall.spawn task or a module's "
+                  "top level, not from a coroutine of your own", fn);
   return t;
 }
 

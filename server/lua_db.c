@@ -208,11 +208,21 @@ static void on_done(sq_db_job_t *j, void *ctx)
 
 /* ---- submitting -------------------------------------------------------------------------- */
 
+/* Raises with the position of the code that called squall.db (two levels up: this C function,
+ * then db.lua's wrapper), which is where the mistake is. */
+static int raise_at_caller(lua_State *L, const char *msg)
+{
+  luaL_where(L, 2);
+  lua_pushstring(L, msg);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
 static dbstate_t *check_db(lua_State *L)
 {
   dbstate_t *d = state_of(L);
   if (!d || !d->pool)
-    luaL_error(L, "no database configured: add a db table to config.lua");
+    raise_at_caller(L, "no database configured: add a db table to config.lua");
   return d;
 }
 
@@ -220,8 +230,8 @@ static sq_task_t *check_task(lua_State *L)
 {
   sq_task_t *t = sq__task_current(L);
   if (!t)
-    luaL_error(L, "database calls can only be made from a request handler or a squall.spawn task "
-                  "(not at load time, and not from a coroutine of your own)");
+    raise_at_caller(L, "database calls can only be made from a request handler, a squall.spawn task or a "
+                       "module's top level, not from a coroutine of your own");
   return t;
 }
 
@@ -295,8 +305,9 @@ static void add_param(lua_State *L, sq_db_job_t *j, int idx, int n)
   return;
 bad:
   sq_db_job_free(j);
-  luaL_error(L, "parameter #%d is a %s; expected nil, db.null, a boolean, a number or a string", n,
-             luaL_typename(L, idx));
+  lua_pushfstring(L, "parameter #%d is a %s; expected nil, db.null, a boolean, a number or a string", n,
+                  luaL_typename(L, idx));
+  raise_at_caller(L, lua_tostring(L, -1));
 }
 
 /* core.db_query(tx|nil, sql, ...) and core.db_exec(tx|nil, sql) */

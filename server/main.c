@@ -163,6 +163,10 @@ static int serve(sq_config_t *cfg, int check_only, char **test_args, int ntest_a
     sq_db_pool_stop(s->db);
     return 1;
   }
+  const char *host = cfg->listen_host;
+  int v6 = strchr(host, ':') != NULL;
+  sq_log(SQ_LOG_INFO, "serving on %s%s%s:%d with %d worker%s", v6 ? "[" : "", host, v6 ? "]" : "", s->port,
+         s->nworkers, s->nworkers == 1 ? "" : "s");
   if (!test_args) {
     m.reload = sq_reload_start(s, m.loop, baseline);
     s->reload = m.reload;

@@ -80,9 +80,7 @@ int sq_worker_listen_all(sq_server_t *s, char *err, size_t errlen)
     }
     s->workers[i].listen_fd = fd;
   }
-  sq_log(SQ_LOG_INFO, "listening on %s%s%s:%d with %d worker%s", strchr(s->cfg->listen_host, ':') ? "[" : "",
-         s->cfg->listen_host, strchr(s->cfg->listen_host, ':') ? "]" : "", port, s->nworkers,
-         s->nworkers == 1 ? "" : "s");
+  s->port = port;
   return 0;
 }
 

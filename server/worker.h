@@ -58,6 +58,7 @@ struct sq_server_s {
   int nworkers;
   atomic_long nconns;         /* across workers, for limits.max_connections */
   sq_db_pool_t *db;           /* NULL without a `db` table in the config */
+  int port;                   /* the port bound, port 0 in the config resolved */
   uv_sem_t started;           /* each worker posts once, after start-up succeeded or failed */
   uv_async_t *exited;         /* on the main loop; each worker sends it as its thread ends */
   uv_async_t *reload_reply;   /* on the main loop; a worker finished loading a generation */

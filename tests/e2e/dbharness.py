@@ -13,7 +13,6 @@ Python 3 standard library only.
 """
 
 import atexit
-import base64
 import fcntl
 import hashlib
 import json
@@ -59,10 +58,8 @@ class Database:
         self.name = "squall"
 
     def _sh(self, *args, timeout=120):
-        if self.db_dir is None:
-            env_dir = os.environ.get("SQUALL_DB_DIR")
-            return _db_sh(args, env_dir, timeout)
-        return _db_sh(args, self.db_dir, timeout)
+        db_dir = self.db_dir if self.db_dir is not None else os.environ.get("SQUALL_DB_DIR")
+        return _db_sh(args, db_dir, timeout)
 
     def status(self):
         return self._sh("status", timeout=30).returncode == 0
@@ -220,12 +217,6 @@ class ThrowawayDB(Database):
         _throwaways.append(self)
         self.load_env()
 
-    def start(self):
-        t0 = time.monotonic()
-        super().start()
-        self.start_seconds = time.monotonic() - t0
-        return self
-
     def pid(self):
         try:
             with open(os.path.join(self.db_dir, "mysqld.pid")) as f:
@@ -240,7 +231,7 @@ class ThrowawayDB(Database):
             self.stop()
         finally:
             pid = self.pid()
-            if pid:     # our own mariadbd, by its id, if the clean shutdown did not end it
+            if pid and self._is_ours(pid):   # the clean shutdown did not end it
                 try:
                     os.kill(pid, 9)
                 except OSError:
@@ -249,6 +240,14 @@ class ThrowawayDB(Database):
                 print("kept %s" % self.db_dir)
             else:
                 shutil.rmtree(self.db_dir, ignore_errors=True)
+
+    def _is_ours(self, pid):
+        """The process is the mariadbd of this data directory (not a reused pid)."""
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                return ("--datadir=%s/data" % self.db_dir).encode() in f.read()
+        except OSError:
+            return False
 
     def set_global(self, assignment):
         self.sql("SET GLOBAL %s" % assignment, root=True, database=False)
@@ -354,10 +353,6 @@ def rows_of(doc):
     """The rows of a /sql answer; lua-cjson writes an empty Lua table as {}."""
     rows = doc["rows"]
     return [] if rows == {} else rows
-
-
-def b64(data):
-    return base64.b64encode(data).decode()
 
 
 # ---------------------------------------------------------------------------------------------
