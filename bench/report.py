@@ -82,12 +82,12 @@ def main():
         line += [fmt(rps[s], ",.0f") for s in servers]
         if len(servers) == 2:
             ratio = rps["squall"] / rps["nginx"] if rps["nginx"] else math.nan
-            line.append(fmt(ratio, ".2f") + ("" if math.isnan(ratio) else (" ok" if ratio >= RPS_TARGET else " MISS")))
+            line.append(fmt(ratio, ".3f") + ("" if math.isnan(ratio) else (" ok" if ratio >= RPS_TARGET else " MISS")))
         line += [fmt(stat(s, row, "p99_ms"), ".2f") for s in servers]
         line += [fmt(cpu[s], ".2f") for s in servers]
         if len(servers) == 2:
             ratio = cpu["squall"] / cpu["nginx"] if cpu["nginx"] else math.nan
-            line.append(fmt(ratio, ".2f") + ("" if math.isnan(ratio) else (" ok" if ratio <= CPU_TARGET else " MISS")))
+            line.append(fmt(ratio, ".3f") + ("" if math.isnan(ratio) else (" ok" if ratio <= CPU_TARGET else " MISS")))
         line += [fmt(stat(s, row, "peak_rss_kb") / 1024, ".1f") for s in servers]
         errs = [int(stat(s, row, "errors", agg=sum)) for s in servers]
         line.append("/".join(str(e) for e in errs) + (" !" if any(errs) else ""))
