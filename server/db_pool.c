@@ -200,8 +200,10 @@ static void complete(sq_db_job_t *j)
   else
     s->head = j;
   s->tail = j;
-  uv_mutex_unlock(&s->lock);
+  /* Sent under the lock: the worker takes the list under it too, so once it has seen the last
+   * job of a generation no pool thread can still be about to touch the sink it then frees. */
   uv_async_send(&s->async);
+  uv_mutex_unlock(&s->lock);
 }
 
 /* ---- statement cache --------------------------------------------------------------------- */
@@ -350,7 +352,9 @@ static int connect_conn(sq_db_conn_t *c)
   c->my = m;
   c->epoch = atomic_load(&c->pool->lost_epoch);
   set_up(c, 1);
+  uv_mutex_lock(&c->klock);  /* the watchdog reads it under klock to aim KILL QUERY */
   c->thread_id = mysql_thread_id(m);
+  uv_mutex_unlock(&c->klock);
   c->last_used = now;
   c->wait_timeout = 28800;
   if (mysql_query(m, "SELECT @@wait_timeout") == 0) {
@@ -525,6 +529,7 @@ static void read_stmt_result(sq_db_conn_t *c, sq_db_job_t *j, MYSQL_STMT *st)
   sq_db_result_t *r = &j->res;
   if (mysql_stmt_store_result(st) != 0) {
     stmt_error(c, j, st);
+    mysql_stmt_free_result(st);
     return;
   }
   /* Fetched after store_result so that max_length (STMT_ATTR_UPDATE_MAX_LENGTH) is filled in and
@@ -714,6 +719,11 @@ static void run_job(sq_db_conn_t *c, sq_db_job_t *j)
       unpin(c);
       return;
     }
+    /* A reconnect just now (after a failed ping) flagged the transaction as broken because the
+     * connection was already pinned; this transaction has not started yet. */
+    uv_mutex_lock(&c->pool->lock);
+    c->tx_broken = 0;
+    uv_mutex_unlock(&c->pool->lock);
     run_text(c, j, "START TRANSACTION", 17);
     if (!j->err_class)
       j->conn = c;

@@ -29,6 +29,8 @@ enum { T_NONE, T_IDLE, T_HEADER, T_BODY, T_LINGER };
 /* How long to drain input after our FIN, so that unread request bytes do not make the kernel
  * reset the connection before the client has read the final response. */
 #define SQ_LINGER_MS 2000
+/* Output waiting for the kernel beyond which no further pipelined request is parsed. */
+#define SQ_OUT_PAUSE_BYTES (4u << 20)
 
 struct sq_conn_s {
   uv_tcp_t tcp;
@@ -240,6 +242,8 @@ static int on_headers_complete(llhttp_t *p)
      * no handler is running and everything before has been flushed or is in flight. */
     sq_buf_append(&c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     conn_flush(c);
+    if (c->closing)
+      return -1;  /* the write failed and closed us: parse no further */
   }
   if (has_body)
     timer_set(c, T_BODY, cfg->limits.body_timeout);
@@ -323,6 +327,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     return;
   }
   c->rlen += (size_t)nread;
+  if (c->want_close) {
+    c->rlen = c->rpos;  /* nothing more will be parsed on this connection */
+    return;
+  }
   if (c->in_handler) {
     if (c->rlen - c->rpos > SQ_READ_PAUSE_BYTES) {
       uv_read_stop(s);
@@ -344,9 +352,12 @@ static int status_for_parse_error(sq_conn_t *c, llhttp_errno_t e)
 
 static void conn_process(sq_conn_t *c)
 {
-  while (!c->in_handler && !c->closing && !c->want_close && c->rpos < c->rlen) {
+  while (!c->in_handler && !c->closing && !c->want_close && c->rpos < c->rlen &&
+         c->out.len + c->wbuf.len < SQ_OUT_PAUSE_BYTES) {
     const char *start = c->rbuf + c->rpos;
     llhttp_errno_t e = llhttp_execute(&c->parser, start, c->rlen - c->rpos);
+    if (c->closing)
+      return;  /* a callback's write failed and closed the connection: nothing to dispatch */
     if (e == HPE_OK) {
       c->rpos = c->rlen;
       break;
@@ -362,8 +373,22 @@ static void conn_process(sq_conn_t *c)
     sq_bridge_dispatch(c->w->bridge, c);
     c->dispatching = 0;
   }
-  if (c->in_handler || c->closing)
+  if (c->closing)
     return;
+  if (c->in_handler) {
+    /* Earlier pipelined responses must not wait for a handler that is suspended. */
+    conn_flush(c);
+    return;
+  }
+  if (c->out.len + c->wbuf.len >= SQ_OUT_PAUSE_BYTES && c->rpos < c->rlen) {
+    /* The client pipelines faster than it reads: stop reading until the writes drain. */
+    if (!c->read_stopped) {
+      uv_read_stop((uv_stream_t *)&c->tcp);
+      c->read_stopped = 1;
+    }
+    conn_flush(c);
+    return;
+  }
   if (c->eof || c->w->draining)
     c->want_close = 1;
   if (!c->want_close && !c->in_message && c->timer_mode != T_IDLE)
@@ -418,14 +443,20 @@ void sq_conn_response_end(sq_conn_t *c, const char *body, size_t len)
 {
   sq_req_t *r = &c->req;
   int keep = r->keep_alive && !c->w->draining && !c->eof;
-  sq_http_content_length(&c->out, len);
+  /* 204 and 304 have no body by definition (RFC 9110 15.3.5, 15.4.5): a body here would be
+   * read as the start of the next response. */
+  int bodiless = c->resp_status == 204 || c->resp_status == 304;
+  if (bodiless)
+    len = 0;
+  if (c->resp_status != 204)
+    sq_http_content_length(&c->out, len);
   if (!keep)
     sq_buf_append(&c->out, "Connection: close\r\n\r\n", 21);
   else if (r->http_minor == 0)
     sq_buf_append(&c->out, "Connection: keep-alive\r\n\r\n", 26);
   else
     sq_buf_append(&c->out, "\r\n", 2);
-  if (!r->is_head)
+  if (!r->is_head && !bodiless)
     sq_buf_append(&c->out, body, len);
   if (sq_log_access_enabled())
     access_log(c, len);
@@ -458,6 +489,12 @@ static void on_write(uv_write_t *req, int status)
     return;
   }
   conn_flush(c);
+  if (c->read_stopped && !c->in_handler && !c->eof && !c->want_close && !c->writing &&
+      c->out.len + c->wbuf.len < SQ_OUT_PAUSE_BYTES) {
+    c->read_stopped = 0;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    conn_process(c);
+  }
 }
 
 static void conn_flush(sq_conn_t *c)
@@ -595,6 +632,21 @@ void sq_conn_shutdown(sq_conn_t *c, int force)
 
 /* ---- accepting --------------------------------------------------------------------------- */
 
+/* Shared by every worker, so filled in exactly once, before any of them parses. */
+static uv_once_t parser_settings_once = UV_ONCE_INIT;
+
+static void init_parser_settings(void)
+{
+  llhttp_settings_init(&parser_settings);
+  parser_settings.on_message_begin = on_message_begin;
+  parser_settings.on_url = on_url;
+  parser_settings.on_header_field = on_header_field;
+  parser_settings.on_header_value = on_header_value;
+  parser_settings.on_headers_complete = on_headers_complete;
+  parser_settings.on_body = on_body;
+  parser_settings.on_message_complete = on_message_complete;
+}
+
 void sq_conn_accept(uv_stream_t *listener, int status)
 {
   sq_worker_t *w = listener->data;
@@ -609,16 +661,7 @@ void sq_conn_accept(uv_stream_t *listener, int status)
     sq_log(SQ_LOG_WARN, "worker %d: accept: %s", w->id, uv_strerror(status));
     return;
   }
-  if (!parser_settings.on_message_complete) {
-    llhttp_settings_init(&parser_settings);
-    parser_settings.on_message_begin = on_message_begin;
-    parser_settings.on_url = on_url;
-    parser_settings.on_header_field = on_header_field;
-    parser_settings.on_header_value = on_header_value;
-    parser_settings.on_headers_complete = on_headers_complete;
-    parser_settings.on_body = on_body;
-    parser_settings.on_message_complete = on_message_complete;
-  }
+  uv_once(&parser_settings_once, init_parser_settings);
   sq_conn_t *c = sq_calloc(1, sizeof *c);
   c->w = w;
   c->tcp.data = c;

@@ -14,6 +14,7 @@
  * errors anyway means the host library itself failed, and is still answered with a 500. */
 #include "lua_bridge.h"
 
+#include <assert.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
@@ -76,6 +77,7 @@ struct sq_bridge_s {
   void *loaded_arg;
   sq_bridge_tests_cb on_tests;
   void *tests_arg;
+  int forced;            /* shutdown timed out: resume nothing, so outstanding jobs drain */
 };
 
 static const char BRIDGE_KEY[] = "squall.bridge";
@@ -177,15 +179,27 @@ static sq_task_t *task_new(sq_bridge_t *b, sq_reqctx_t *x, int kind)
   }
   t->link = NULL;
   t->kind = kind;
+  t->res = NULL;
   t->wait = SQ_WAIT_NONE;
   task_bind(t, x);
   return t;
 }
 
 /* The coroutine returned: it can run another request's function later. */
+static void release_held(sq_task_t *t)
+{
+  while (t->res) {
+    sq_task_res_t *r = t->res;
+    sq__task_unhold(r);
+    r->release(r);
+  }
+}
+
 static void task_finish(sq_task_t *t)
 {
   sq_bridge_t *b = t->b;
+  assert(t->wait == SQ_WAIT_NONE && t->timer == NULL);
+  release_held(t);  /* a transaction its code left open is rolled back, not inherited */
   task_unbind(t);
   lua_settop(t->co, 0);
   t->wait = SQ_WAIT_NONE;
@@ -211,11 +225,7 @@ static void on_timer_closed(uv_handle_t *h) { free(h); }
 static void task_abandon(sq_task_t *t)
 {
   sq_bridge_t *b = t->b;
-  while (t->res) {
-    sq_task_res_t *r = t->res;
-    sq__task_unhold(r);
-    r->release(r);
-  }
+  release_held(t);
   if (t->timer) {
     uv_close((uv_handle_t *)t->timer, on_timer_closed);
     t->timer = NULL;
@@ -268,7 +278,7 @@ lua_State *sq__task_arrived(sq_task_t *t)
   if (t->wait == SQ_WAIT_DB || t->wait == SQ_WAIT_IO)
     b->db_waiting--;
   t->wait = SQ_WAIT_NONE;
-  if (!t->ctx->alive) {
+  if (!t->ctx->alive || b->forced) {
     task_abandon(t);
     return NULL;
   }
@@ -340,8 +350,9 @@ static void respond_from_stack(sq_conn_t *c, lua_State *co)
   if (lua_isstring(co, 5))
     log_request_error(c, lua_tostring(co, 5));
   int status = (int)lua_tointeger(co, 1);
-  if (status < 100 || status > 999) {
-    log_request_error(c, "handler returned an invalid status code");
+  if (status < 200 || status > 999) {
+    /* 1xx are interim responses the host sends itself; a final response must be 2xx or more. */
+    log_request_error(c, "handler returned an invalid status code (a final status is 200 to 999)");
     respond_status(c, 500);
     return;
   }
@@ -464,6 +475,8 @@ void sq_bridge_detach(void *task)
 
 int sq_bridge_quiescent(sq_bridge_t *b) { return b->db_waiting == 0; }
 
+void sq_bridge_force(sq_bridge_t *b) { b->forced = 1; }
+
 int sq_bridge_idle(const sq_bridge_t *b) { return b->ntasks == 0 && b->db_waiting == 0; }
 
 void sq_bridge_close_handles(sq_bridge_t *b)
@@ -481,7 +494,18 @@ static sq_task_t *check_task(lua_State *L, const char *fn)
   if (!t)
     luaL_error(L, "%s can only be called from a request handler, a squall.spawn task or a module's "
                   "top level, not from a coroutine of your own", fn);
+  sq__task_check_yieldable(L, fn);
   return t;
+}
+
+void sq__task_check_yieldable(lua_State *L, const char *fn)
+{
+  /* Inside a C boundary (a table.sort comparator, a gsub callback, a metamethod called from C)
+   * lua_yield would raise after the caller had started its timer or submitted its job: refuse
+   * before doing anything. */
+  if (!lua_isyieldable(L))
+    luaL_error(L, "%s cannot wait here: it is called from inside a C function (such as a "
+                  "table.sort comparator or a string.gsub callback)", fn);
 }
 
 static void on_sleep_done(uv_timer_t *timer)
@@ -561,6 +585,15 @@ static int l_reload_status(lua_State *L)
   return 1;
 }
 
+/* core.is_task(co): whether the host runs this coroutine (and so alone may resume it). */
+static int l_is_task(lua_State *L)
+{
+  luaL_checktype(L, 1, LUA_TTHREAD);
+  sq_task_t *t = sq__task_current(lua_tothread(L, 1));
+  lua_pushboolean(L, t != NULL);
+  return 1;
+}
+
 static int l_log(lua_State *L)
 {
   static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
@@ -576,6 +609,7 @@ static int open_core(lua_State *L)
 {
   static const luaL_Reg fns[] = {{"log", l_log},         {"sleep", l_sleep}, {"spawn", l_spawn},
                                  {"suspend", l_suspend}, {"wake", l_wake},   {"reload_status", l_reload_status},
+                                 {"is_task", l_is_task},
                                  {NULL, NULL}};
   sq_bridge_t *b = lua_touserdata(L, lua_upvalueindex(1));
   lua_newtable(L);
@@ -687,7 +721,9 @@ void sq_bridge_free(sq_bridge_t *b)
 {
   if (!b)
     return;
-  /* Coroutines still suspended die with the state; the C side of each is freed here. */
+  /* The state first: finalizers (a transaction's __gc) may still reach their task. Coroutines
+   * still suspended die with it; the C side of each pooled task is freed after. */
+  lua_close(b->L);
   for (sq_task_t *t = b->free_tasks, *next; t; t = next) {
     next = t->link;
     free(t);
@@ -696,7 +732,6 @@ void sq_bridge_free(sq_bridge_t *b)
     next = x->next_free;
     free(x);
   }
-  lua_close(b->L);
   free(b);
 }
 

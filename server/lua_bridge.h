@@ -43,6 +43,10 @@ void sq_bridge_dispatch(sq_bridge_t *b, sq_conn_t *c);
  * task may belong to an older generation than the worker's current one. */
 void sq_bridge_detach(void *task);
 
+/* Shutdown ran out of time: from now on no task of this generation is resumed, so a task that
+ * would query forever cannot keep the worker alive; its outstanding jobs still come back. */
+void sq_bridge_force(sq_bridge_t *b);
+
 /* 1 when no task waits on an external event that must be delivered (a database job). */
 int sq_bridge_quiescent(sq_bridge_t *b);
 /* Closes the bridge's handles (timers of sleeping tasks, the database sink) so the loop can end.
@@ -57,6 +61,9 @@ enum { SQ_WAIT_NONE, SQ_WAIT_DB, SQ_WAIT_IO, SQ_WAIT_TIMER, SQ_WAIT_WAKE, SQ_WAI
 
 /* The task whose coroutine is L, or NULL when L is the main state or a user's own coroutine. */
 sq_task_t *sq__task_current(lua_State *L);
+/* Raises, naming `fn`, when L cannot yield here (inside a C boundary). Call before any side
+ * effect of a function that is going to yield. */
+void sq__task_check_yieldable(lua_State *L, const char *fn);
 /* Records what the task is about to wait for; the caller then returns lua_yield(L, 0). */
 void sq__task_wait(sq_task_t *t, int what);
 /* The event came. Returns the coroutine to push results onto, or NULL when the request is gone:

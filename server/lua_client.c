@@ -188,8 +188,11 @@ static void on_connect(uv_connect_t *req, int status)
   }
   uv_buf_t b = uv_buf_init(c->request.data, (unsigned)c->request.len);
   c->wreq.data = c;
-  uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
-  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+  if (rc == 0)
+    rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (rc < 0)
+    finish(c, uv_strerror(rc));
 }
 
 static void on_timeout(uv_timer_t *t)
@@ -207,6 +210,7 @@ static int l_http_request(lua_State *L)
   sq_task_t *t = sq__task_current(L);
   if (!t)
     return luaL_error(L, "the test client can only be used from a spec run by `squall test` or a task");
+  sq__task_check_yieldable(L, "the test client");
   if (!settings.on_message_complete) {
     llhttp_settings_init(&settings);
     settings.on_message_begin = on_message_begin;

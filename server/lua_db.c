@@ -232,12 +232,15 @@ static sq_task_t *check_task(lua_State *L)
   if (!t)
     raise_at_caller(L, "database calls can only be made from a request handler, a squall.spawn task or a "
                        "module's top level, not from a coroutine of your own");
+  if (!lua_isyieldable(L))
+    raise_at_caller(L, "database calls cannot wait here: this is inside a C function (such as a "
+                       "table.sort comparator or a string.gsub callback)");
   return t;
 }
 
 static int submit(lua_State *L, dbstate_t *d, sq_task_t *t, sq_db_job_t *j)
 {
-  j->sink = d->sink;
+  j->sink = d->sink;  /* yieldability was checked by check_task, before the job existed */
   j->owner = t;
   if (sq_db_submit(d->pool, j) < 0) {
     char msg[128];

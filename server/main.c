@@ -73,7 +73,6 @@ static void on_exited(uv_async_t *a)
   if (done < m->server.nworkers)
     return;
   sq_reload_stop(m->reload);
-  m->reload = NULL;
   uv_close((uv_handle_t *)&m->sigterm, NULL);
   uv_close((uv_handle_t *)&m->sigint, NULL);
   uv_close((uv_handle_t *)&m->deadline, NULL);
@@ -172,6 +171,8 @@ static int serve(sq_config_t *cfg, int check_only, char **test_args, int ntest_a
     s->reload = m.reload;
   }
   uv_run(m.loop, UV_RUN_DEFAULT);
+  sq_reload_free(m.reload);
+  m.reload = NULL;
   for (int i = 0; i < s->nworkers; i++)
     uv_thread_join(&s->workers[i].thread);
   sq_db_pool_stop(s->db);

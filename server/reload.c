@@ -76,6 +76,10 @@ static void begin(sq_reload_t *r, const char *why)
   r->in_progress = 1;
   sq_log(SQ_LOG_INFO, "reload: %s: loading a new generation in %d worker%s", why, r->s->nworkers,
          r->s->nworkers == 1 ? "" : "s");
+  /* LOADING is set here, not by the workers, so that a slow worker's answer to the previous
+   * round can never be counted as an answer to this one. */
+  for (int i = 0; i < r->s->nworkers; i++)
+    atomic_store(&r->s->workers[i].gen_state, SQ_GEN_LOADING);
   for (int i = 0; i < r->s->nworkers; i++)
     sq_worker_reload(&r->s->workers[i], SQ_RELOAD_PREPARE);
 }
@@ -241,9 +245,11 @@ void sq_reload_stop(sq_reload_t *r)
     unlink(r->status_path);
   }
   free(r->status_path);
+  r->status_path = NULL;
   r->s->reload = NULL;
-  /* The handles are closed by the time the main loop ends; `r` outlives them in main's frame. */
 }
+
+void sq_reload_free(sq_reload_t *r) { free(r); }
 
 void sq_reload_push_status(lua_State *L, sq_server_t *s)
 {

@@ -32,6 +32,8 @@ sq_reload_t *sq_reload_start(sq_server_t *s, uv_loop_t *loop, uint64_t baseline)
 void sq_reload_request(sq_reload_t *r, const char *why);
 /* Main thread, at shutdown: closes the handles and removes the pid file. */
 void sq_reload_stop(sq_reload_t *r);
+/* Main thread, once the loop has ended (the handles' memory is in `r`). */
+void sq_reload_free(sq_reload_t *r);
 
 /* Any thread: pushes squall.reload_status()'s table. */
 void sq_reload_push_status(lua_State *L, sq_server_t *s);

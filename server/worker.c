@@ -231,6 +231,14 @@ static void on_control(uv_async_t *a)
     if (w->listening && !uv_is_closing((uv_handle_t *)&w->listener))
       uv_close((uv_handle_t *)&w->listener, NULL);
   }
+  if (cmd == SQ_WORKER_FORCE) {
+    sq_bridge_t *gens[] = {w->bridge, w->loading, w->pending};
+    for (size_t i = 0; i < sizeof gens / sizeof *gens; i++)
+      if (gens[i])
+        sq_bridge_force(gens[i]);
+    for (int i = 0; i < w->nretired; i++)
+      sq_bridge_force(w->retired[i]);
+  }
   /* Closing may unlink the current node, so step before acting on it. */
   for (sq_conn_t *c = w->conns, *next; c; c = next) {
     next = sq_conn_next(c);

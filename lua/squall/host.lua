@@ -62,9 +62,19 @@ local function on_error(e)
   return traceback(tostring(e), 2)
 end
 
+-- A coroutine the host runs waits for the host's event (a query, a timer); resumed by user
+-- code it would run on with the wrong values and be resumed again by the host later.
+local co_resume, is_task = coroutine.resume, core.is_task
+
+local function guarded_resume(co, ...)
+  if is_task(co) then error("cannot resume a coroutine that squall runs; use squall.spawn and task:wait", 2) end
+  return co_resume(co, ...)
+end
+
 -- Runs in the loader coroutine; returns the request entry point and the header metatable.
 function _M.load(app_module)
   require = yieldable_require
+  coroutine.resume = guarded_resume
   local app = require(app_module)
   if type(app) ~= "table" or type(app.handle) ~= "function" then
     error("module '" .. app_module .. "' must return a squall app (squall.app()), got " .. type(app), 0)

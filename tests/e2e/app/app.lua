@@ -158,4 +158,26 @@ app:get("/spin", function(req)
   return "spun " .. ms
 end)
 
+-- Edges the code review found: bodiless statuses, waits inside C boundaries, host coroutines.
+app:get("/status-with-body/:code", function(req)
+  return tonumber(req.params.code), "this body must not be sent"
+end)
+
+app:get("/sleep-in-sort", function(req)
+  local t = { 3, 1, 2 }
+  table.sort(t, function(a, b) squall.sleep(0.01) return a < b end)
+  return "sorted"
+end)
+
+app:get("/slow/:ms", function(req)
+  squall.sleep(tonumber(req.params.ms) / 1000)
+  return "slow " .. req.params.ms
+end)
+
+app:get("/resume-host", function(req)
+  local me = coroutine.running()
+  local ok, err = pcall(coroutine.resume, me)
+  return ok and "resumed" or tostring(err)
+end)
+
 return app

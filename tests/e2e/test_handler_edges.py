@@ -1,0 +1,53 @@
+"""Edges of the handler API that broke framing or memory before: bodiless statuses, a host wait
+inside a C boundary, a coroutine the host runs resumed by user code, and pipelined responses
+while a later handler waits."""
+
+import time
+
+import harness
+from harness import build_request
+
+
+class HandlerEdgesTest(harness.ServerTestCase):
+
+    def test_204_and_304_carry_no_body_and_the_connection_stays_usable(self):
+        with self.connect() as c:
+            for code in (204, 304):
+                c.send(build_request("GET", "/status-with-body/%d" % code))
+                r = c.read_response()
+                self.assertEqual(r.status, code)
+                self.assertEqual(r.body, b"")
+                self.assertIsNone(r.header("Content-Length") if code == 204 else None)
+            # Had a body been sent, it would now be read as the start of this response.
+            c.send(build_request("GET", "/hello/after"))
+            self.assertResponse(c.read_response(), 200, "Hello, after")
+
+    def test_an_informational_status_from_a_handler_is_a_500(self):
+        self.assertEqual(self.request("GET", "/status-with-body/101").status, 500)
+        self.assertIn("invalid status code", self.server.log())
+
+    def test_waiting_inside_a_c_boundary_is_a_500_and_leaves_no_timer_behind(self):
+        for _ in range(5):
+            r = self.request("GET", "/sleep-in-sort")
+            self.assertEqual(r.status, 500)
+        self.assertIn("cannot wait here", self.server.log())
+        time.sleep(0.1)   # the refused sleeps' timers would have fired by now
+        self.assertResponse(self.request("GET", "/slow/1"), 200, "slow 1")
+        self.assertServesFresh()
+
+    def test_user_code_cannot_resume_a_coroutine_the_host_runs(self):
+        r = self.request("GET", "/resume-host")
+        self.assertEqual(r.status, 200)
+        self.assertIn(b"cannot resume a coroutine that squall runs", r.body)
+
+    def test_a_pipelined_response_is_not_held_back_by_a_later_waiting_handler(self):
+        with self.connect() as c:
+            c.send(build_request("GET", "/hello/first") + build_request("GET", "/slow/1500"))
+            t0 = time.monotonic()
+            self.assertResponse(c.read_response(), 200, "Hello, first")
+            self.assertLess(time.monotonic() - t0, 1.0, "the first response waited for the second")
+            self.assertResponse(c.read_response(), 200, "slow 1500")
+
+
+if __name__ == "__main__":
+    harness.main()
