@@ -23,6 +23,8 @@ return {
     user = "squall",
     password = "squall",
     database = "squall",
-    pool_size = 4,
+    -- 2 on a 2-core machine: `MODE=db bash bench/run.sh` measured it best (more connections
+    -- only add MariaDB contention); the built-in default is 4.
+    pool_size = 2,
   },
 }

@@ -9,11 +9,17 @@
 #   MAX_OTHER=0.25 RETRIES=2   repeat a run (up to RETRIES times) when other processes on the
 #                 machine used more than MAX_OTHER cores (+ steal) during it
 #   QUIET_WAIT=60 before each run, wait up to this long for other load to drop below MAX_OTHER
+#   MODE=db       the TechEmpower database routes instead (bench/run-db.sh; Squall only)
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
 cd "$ROOT"
+
+# MODE=db: the TechEmpower database routes, Squall only (bench/run-db.sh, which sources this
+# file for its helpers; sourced, this file stops before "main" below).
+if [[ "${BASH_SOURCE[0]}" == "$0" && "${MODE:-http}" == db ]]; then exec bash "$BENCH_DIR/run-db.sh" "$@"; fi
+[[ "${MODE:-http}" == http || "${MODE}" == db ]] || { echo "[bench] ERROR: unknown MODE=$MODE (http or db)" >&2; exit 2; }
 
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
@@ -26,6 +32,7 @@ MAX_OTHER=${MAX_OTHER:-0.25}        # foreign load (cores) above which a run is 
 RETRIES=${RETRIES:-2}               # ... at most this many times
 QUIET_WAIT=${QUIET_WAIT:-60}        # seconds to wait for an idle machine before each run
 
+SQUALL_BENCH_CONFIG=${SQUALL_BENCH_CONFIG:-$BENCH_DIR/config.lua}
 CACHE="$BENCH_DIR/.cache"
 DEBS="$CACHE/debs"
 LUAROOT="$CACHE/root"               # private prefix: ngx_http_lua + ndk + resty-core + luajit2
@@ -178,7 +185,7 @@ start_server() {  # name port -> sets SERVER_PID
   local name=$1 port=$2
   case $name in
     squall)
-      SQUALL_BENCH_PORT=$port "$SQUALL_BIN" -c "$BENCH_DIR/config.lua" \
+      SQUALL_BENCH_PORT=$port "$SQUALL_BIN" -c "$SQUALL_BENCH_CONFIG" \
         >"$RUNDIR/squall.log" 2>&1 &
       SERVER_PID=$!
       ;;
@@ -362,6 +369,9 @@ measure() {  # rep row server port
   local errs; errs=$(cut -f10 <<<"$best_line")
   [ "$errs" -eq 0 ] || log "  wrk reported errors: $(grep -E 'Socket errors|Non-2xx' "$out" | tr -s ' ' | tr '\n' ' ')"
 }
+
+# Sourced (by bench/run-db.sh): helpers only.
+[[ "${BASH_SOURCE[0]}" != "$0" ]] && return 0
 
 # ---------------------------------------------------------------------------------------------
 # main
