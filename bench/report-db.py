@@ -7,28 +7,13 @@ repetitions of a (row, pool size); errors are summed.
 """
 import csv
 import math
-import statistics
 import sys
+
+from report import fmt, median, num  # same parsing and formatting as the HTTP report
 
 L_TARGET = 0.55     # /db req/s as a fraction of L = 1/(1/Q + 1/P): at least
 CPU_TARGET = 2.5    # Squall CPU us per /db request / per /plaintext request: at most
 LABELS = {"plaintext": "/plaintext", "db": "/db", "fortunes": "/fortunes"}
-
-
-def num(s):
-    try:
-        return float(s)
-    except ValueError:
-        return math.nan
-
-
-def median(xs):
-    xs = [x for x in xs if not math.isnan(x)]
-    return statistics.median(xs) if xs else math.nan
-
-
-def fmt(x, spec):
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
 def label(row):

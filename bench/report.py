@@ -29,7 +29,7 @@ def median(xs):
 
 
 def fmt(x, spec):
-    return "-" if x is None or math.isnan(x) else format(x, spec)
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
 def env_value(env, key):

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import threading
 import time
+import unittest
 
 import harness
 
@@ -180,6 +181,29 @@ class ReloadServer(harness.Server):
 
 # ---------------------------------------------------------------------------------------------
 # Load on keep-alive connections
+
+class ReloadTestCase(unittest.TestCase):
+    """Owns self.server: cleaned up and killed after each test, and stopped first if it still
+    runs, which asserts exit 0 and no sanitizer report."""
+
+    def adopt(self, server, start=True):
+        self.addCleanup(server.cleanup)
+        self.addCleanup(server.kill)
+        self.server = server
+        if start:
+            server.start()
+        return server
+
+    def tearDown(self):
+        server = getattr(self, "server", None)
+        if server is not None and server.running():
+            server.stop()
+
+    def assertServes(self, body, path="/v"):
+        r = self.server.request("GET", path)
+        self.assertEqual((r.status, r.body), (200, body.encode()),
+                         "%r\n%s" % (r, self.server.log()[-3000:]))
+
 
 class CountingConnection(http.client.HTTPConnection):
     """An http.client connection that counts how often it (re)connects: http.client opens a new

@@ -5,20 +5,16 @@ and its .status companion exist while the server runs and are removed at exit.""
 import os
 import signal
 import subprocess
-import unittest
 
 import harness
-from reloadharness import PID_FILE, ReloadServer, app_source
+from reloadharness import PID_FILE, ReloadServer, ReloadTestCase, app_source
 
 
-class ReloadCliTest(unittest.TestCase):
+class ReloadCliTest(ReloadTestCase):
 
     def make_server(self, tag="v1", **kw):
-        server = ReloadServer({"app.lua": app_source('"%s"' % tag)}, reload=False, **kw)
-        self.addCleanup(server.cleanup)
-        self.addCleanup(server.kill)
-        self.server = server
-        return server
+        return self.adopt(ReloadServer({"app.lua": app_source('"%s"' % tag)}, reload=False, **kw),
+                          start=False)
 
     def cli(self, config_path, cwd=None, no_config_arg=False):
         args = [harness.squall_bin(), "reload"]
@@ -27,9 +23,6 @@ class ReloadCliTest(unittest.TestCase):
         return subprocess.run(args, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
                               timeout=40, text=True, errors="replace")
 
-    def assertServes(self, body):
-        r = self.server.request("GET", "/v")
-        self.assertEqual((r.status, r.body), (200, body.encode()), r)
 
     # ---------------------------------------------------------------------------------------
 

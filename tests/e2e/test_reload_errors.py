@@ -5,11 +5,10 @@ the log at [error]), and the next reload of fixed code succeeds."""
 
 import os
 import re
-import unittest
 
 import harness
 import reloadharness
-from reloadharness import ReloadServer
+from reloadharness import ReloadServer, ReloadTestCase
 
 GOOD = ('local squall = require "squall"\n'
         'local helper = require "lib.helper"\n'
@@ -41,26 +40,12 @@ BROKEN = {
 }
 
 
-class ReloadErrorsTest(unittest.TestCase):
+class ReloadErrorsTest(ReloadTestCase):
 
     def start_server(self, reload):
-        server = ReloadServer({"app.lua": GOOD % "v1", "lib/helper.lua": HELPER % "helper"},
-                              reload=reload)
-        self.addCleanup(server.cleanup)
-        self.addCleanup(server.kill)
-        server.start()
-        self.server = server
-        return server
+        return self.adopt(ReloadServer({"app.lua": GOOD % "v1", "lib/helper.lua": HELPER % "helper"},
+                                       reload=reload))
 
-    def tearDown(self):
-        server = getattr(self, "server", None)
-        if server is not None and server.running():
-            server.stop()
-
-    def assertServes(self, body):
-        r = self.server.request("GET", "/v")
-        self.assertEqual((r.status, r.body), (200, body.encode()),
-                         "%r\n%s" % (r, self.server.log()[-3000:]))
 
     def assertFailedStatus(self, st, attempts, where, fragment):
         self.assertEqual((st["ok"], st["generation"], st["attempts"]), (False, 0, attempts),

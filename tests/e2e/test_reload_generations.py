@@ -5,12 +5,11 @@ reload asked for while one is loading runs once more afterwards."""
 
 import os
 import time
-import unittest
 
 import dbharness
 import harness
 import reloadharness
-from reloadharness import ReloadServer
+from reloadharness import ReloadServer, ReloadTestCase
 
 
 def sleeper_app(tag, mark_dir):
@@ -35,25 +34,18 @@ def sleeper_app(tag, mark_dir):
             'return app\n') % (tag, mark_dir)
 
 
-class ServerCase(unittest.TestCase):
+class ServerCase(ReloadTestCase):
 
     def start_server(self, scripts, app=None, **kw):
         """app: a function of the server's marks directory giving app.lua's text."""
-        server = ReloadServer(scripts, **kw)
-        self.addCleanup(server.cleanup)
-        self.addCleanup(server.kill)
+        server = self.adopt(ReloadServer(scripts, **kw), start=False)
         self.marks = os.path.join(server.dir, "marks")
         os.makedirs(self.marks)
         if app is not None:
             server.write_script("app.lua", app(self.marks))
         server.start()
-        self.server = server
         return server
 
-    def tearDown(self):
-        server = getattr(self, "server", None)
-        if server is not None and server.running():
-            server.stop()
 
     def get(self, path, timeout=harness.IO_TIMEOUT):
         return self.server.request("GET", path, timeout=timeout)

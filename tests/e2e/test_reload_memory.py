@@ -4,11 +4,10 @@ last request ends. The plain build is measured by RSS (VmRSS after a warm-up); t
 the clean exit that harness checks (its allocator keeps freed memory, so RSS says nothing)."""
 
 import time
-import unittest
 
 import harness
 import reloadharness
-from reloadharness import ReloadServer
+from reloadharness import ReloadServer, ReloadTestCase
 
 ASAN = reloadharness.is_asan_binary()
 RELOADS = 50 if ASAN else 200
@@ -32,25 +31,11 @@ def app_of(tag, top=""):
     return APP % (top, tag, tag)
 
 
-class ReloadMemoryTest(unittest.TestCase):
+class ReloadMemoryTest(ReloadTestCase):
 
     def start_server(self, text, **config):
-        server = ReloadServer({"app.lua": text}, reload=False, config=config)
-        self.addCleanup(server.cleanup)
-        self.addCleanup(server.kill)
-        server.start()
-        self.server = server
-        return server
+        return self.adopt(ReloadServer({"app.lua": text}, reload=False, config=config))
 
-    def tearDown(self):
-        server = getattr(self, "server", None)
-        if server is not None and server.running():
-            server.stop()    # exit 0, no ASan/LSan report
-
-    def assertServes(self, body):
-        r = self.server.request("GET", "/v")
-        self.assertEqual((r.status, r.body), (200, body.encode()),
-                         "%r\n%s" % (r, self.server.log()[-3000:]))
 
     def reload_and_wait(self, attempts, timeout=10):
         """SIGHUP, then poll reload_status() until `attempts` reloads have ended."""

@@ -5,12 +5,11 @@ is an ordinary failed reload: the server keeps serving and reports the error."""
 
 import os
 import time
-import unittest
 
 import dbharness
 import harness
 import reloadharness
-from reloadharness import ReloadServer
+from reloadharness import ReloadServer, ReloadTestCase
 
 WARM = ('local squall = require "squall"\n'
         'squall.sleep(0.01)\n'
@@ -40,7 +39,7 @@ FAILING_QUERY = ('local squall = require "squall"\n'
                  % os.getpid())
 
 
-class TopLevelYieldTest(unittest.TestCase):
+class TopLevelYieldTest(ReloadTestCase):
 
     @classmethod
     def setUpClass(cls):
@@ -49,20 +48,11 @@ class TopLevelYieldTest(unittest.TestCase):
     def make_server(self, n=42, warm="slept", reload=False):
         server = ReloadServer({"app.lua": APP % n, "lib/warm.lua": WARM % warm}, reload=reload,
                               config={"db": self.database.config()})
-        self.addCleanup(server.cleanup)
-        self.addCleanup(server.kill)
-        self.server = server
-        return server
+        return self.adopt(server, start=False)
 
-    def tearDown(self):
-        server = getattr(self, "server", None)
-        if server is not None and server.running():
-            server.stop()
 
     def assertServes(self, body):
-        r = self.server.request("GET", "/n")
-        self.assertEqual((r.status, r.body), (200, body.encode()),
-                         "%r\n%s" % (r, self.server.log()[-3000:]))
+        super().assertServes(body, "/n")
 
     def assertCheck(self, rc, fragments=()):
         r = harness.run_check(self.server.config_path)

@@ -5,11 +5,10 @@ watcher must ignore do not reload."""
 import os
 import threading
 import time
-import unittest
 
 import harness
 from harness import build_request
-from reloadharness import ReloadServer, app_source
+from reloadharness import ReloadServer, ReloadTestCase, app_source
 
 # GET /slow sleeps on a timer, then answers with the code it started on.
 SLOW = 'app:get("/slow", function(req) squall.sleep(tonumber(req.query.s)) return "slow %s" end)\n'
@@ -19,22 +18,14 @@ def versioned_app(tag, extra=""):
     return app_source('"%s"' % tag, SLOW % tag + extra)
 
 
-class WatcherTest(unittest.TestCase):
+class WatcherTest(ReloadTestCase):
 
     def start_server(self, scripts, reload=True, extra_dirs=(), **kw):
         server = ReloadServer(scripts, reload=reload, **kw)
         for d in extra_dirs:    # there before the server starts
             os.makedirs(server.script_path(d), exist_ok=True)
-        self.addCleanup(server.cleanup)
-        self.addCleanup(server.kill)
-        server.start()
-        self.server = server
-        return server
+        return self.adopt(server)
 
-    def tearDown(self):
-        server = getattr(self, "server", None)
-        if server is not None and server.running():
-            server.stop()    # exit 0 and no sanitizer report
 
     def get(self, path, timeout=harness.IO_TIMEOUT):
         return self.server.request("GET", path, timeout=timeout)
@@ -195,10 +186,7 @@ class WatcherTest(unittest.TestCase):
             return app_source('"%s"' % tag, header=header).replace(
                 "local squall", "local SCRIPTS = %r\nlocal squall" % server.scripts_dir, 1)
 
-        server = ReloadServer({}, reload=True)
-        self.addCleanup(server.cleanup)
-        self.addCleanup(server.kill)
-        self.server = server
+        server = self.adopt(ReloadServer({}, reload=True), start=False)
         server.write_script("app.lua", slow_loading_app("v1"))
         server.start(wait=False)
         mark = os.path.join(server.dir, "loading-v1")
