@@ -12,11 +12,13 @@
  *
  * Lifetime of a job: the submitter gives it to the pool; the pool gives it to its sink (or frees
  * it when it has none). A job is never freed by the pool while a sink is named on it. */
+#define _GNU_SOURCE  /* pthread_setname_np */
 #include "db_pool.h"
 
 #include <errmsg.h>
 #include <stdatomic.h>
 #include <math.h>
+#include <pthread.h>
 #include <mysql.h>
 #include <mysqld_error.h>
 #include <stdio.h>
@@ -824,6 +826,9 @@ static void conn_main(void *arg)
 {
   sq_db_conn_t *c = arg;
   sq_db_pool_t *p = c->pool;
+  char name[16];
+  snprintf(name, sizeof name, "sq-db-%d", c->index);
+  pthread_setname_np(pthread_self(), name);
   mysql_thread_init();
   uv_mutex_lock(&p->lock);
   for (;;) {
@@ -932,6 +937,7 @@ static void kill_query(sq_db_pool_t *p, sq_db_conn_t *c)
 static void watchdog_main(void *arg)
 {
   sq_db_pool_t *p = arg;
+  pthread_setname_np(pthread_self(), "sq-db-watchdog");
   mysql_thread_init();
   uint64_t queue_limit = (uint64_t)(p->cfg.queue_timeout * 1e9);
   uint64_t query_limit = (uint64_t)(p->cfg.query_timeout * 1e9);

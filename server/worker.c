@@ -4,11 +4,13 @@
  * accepted; nothing here is touched by another thread except `command`, which the main thread
  * writes before waking the loop through `control`. The kernel spreads new connections over the
  * workers' SO_REUSEPORT sockets, so there is no accept lock and no hand-off between threads. */
+#define _GNU_SOURCE  /* pthread_setname_np */
 #include "worker.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -320,6 +322,9 @@ static void on_first_load(sq_bridge_t *b, const char *err, void *arg)
 static void worker_main(void *arg)
 {
   sq_worker_t *w = arg;
+  char name[16];
+  snprintf(name, sizeof name, "sq-worker-%d", w->id);
+  pthread_setname_np(pthread_self(), name);  /* for top -H, perf and gdb */
   uv_check_init(&w->loop, &w->reaper);
   w->reaper.data = w;
   sq_bridge_load(w->cfg, w, on_first_load, w);
