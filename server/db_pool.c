@@ -30,12 +30,18 @@
 #define SQ_WATCHDOG_TICK_NS (50ull * 1000000ull)
 #define SQ_BACKOFF_MIN_MS 100
 #define SQ_BACKOFF_MAX_MS 5000
+/* Completion batching (see conn_main): at most this many finished jobs are held back, for at
+ * most this long, and only while more work is queued and the next statement ran fast last time. */
+#define SQ_HOLD_MAX 32
+#define SQ_HOLD_NS (1000ull * 1000ull)
+#define SQ_FAST_NS (250ull * 1000ull)
 
 typedef struct stmt_entry_s {
   char *sql;
   size_t len;
   uint64_t hash;
   MYSQL_STMT *stmt;
+  uint64_t last_ns;            /* how long its last execution took */
   struct stmt_entry_s *prev, *next;  /* LRU, most recent first */
   struct stmt_entry_s *hnext;
 } stmt_entry_t;
@@ -65,6 +71,9 @@ struct sq_db_conn_s {
   sq_db_job_t *running;
   uint64_t running_since;
   int killed;
+  sq_db_job_t *held, *held_tail;  /* finished, not yet handed to their sinks */
+  int nheld;
+  uint64_t held_since;
   /* statement cache, connection thread only */
   stmt_entry_t **buckets;
   unsigned nbuckets;
@@ -189,7 +198,8 @@ void sq_db_sink_close(sq_db_sink_t *s)
 
 static void complete(sq_db_job_t *j)
 {
-  j->done_ns = uv_hrtime();
+  if (!j->done_ns)
+    j->done_ns = uv_hrtime();
   sq_db_sink_t *s = j->sink;
   if (!s) {
     sq_db_job_free(j);
@@ -242,18 +252,22 @@ static void lru_push_front(sq_db_conn_t *c, stmt_entry_t *e)
     c->lru_tail = e;
 }
 
+static stmt_entry_t *cache_peek(sq_db_conn_t *c, const char *sql, size_t len, uint64_t h)
+{
+  for (stmt_entry_t *e = c->buckets[h & (c->nbuckets - 1)]; e; e = e->hnext)
+    if (e->hash == h && e->len == len && memcmp(e->sql, sql, len) == 0)
+      return e;
+  return NULL;
+}
+
 static stmt_entry_t *cache_get(sq_db_conn_t *c, const char *sql, size_t len, uint64_t h)
 {
-  for (stmt_entry_t *e = c->buckets[h & (c->nbuckets - 1)]; e; e = e->hnext) {
-    if (e->hash == h && e->len == len && memcmp(e->sql, sql, len) == 0) {
-      if (c->lru_head != e) {
-        lru_unlink(c, e);
-        lru_push_front(c, e);
-      }
-      return e;
-    }
+  stmt_entry_t *e = cache_peek(c, sql, len, h);
+  if (e && c->lru_head != e) {
+    lru_unlink(c, e);
+    lru_push_front(c, e);
   }
-  return NULL;
+  return e;
 }
 
 static void cache_remove(sq_db_conn_t *c, stmt_entry_t *e)
@@ -649,6 +663,7 @@ static void run_prepared(sq_db_conn_t *c, sq_db_job_t *j)
     e = cache_put(c, sql, len, h, st);
   }
   MYSQL_STMT *st = e->stmt;
+  uint64_t t0 = uv_hrtime();
   unsigned long want = mysql_stmt_param_count(st);
   if (want != (unsigned long)j->nparams) {
     char msg[160];
@@ -699,6 +714,7 @@ static void run_prepared(sq_db_conn_t *c, sq_db_job_t *j)
   }
   while (mysql_stmt_more_results(st) && mysql_stmt_next_result(st) == 0)
     mysql_stmt_free_result(st);
+  e->last_ns = uv_hrtime() - t0;
 }
 
 static void unpin(sq_db_conn_t *c)
@@ -822,10 +838,62 @@ static void wake_one(sq_db_pool_t *p)
   }
 }
 
+/* Completion batching. Each finished job is a wake-up of its worker, and on two shared cores a
+ * wake-up costs more than the query's own work. So while more work is queued, a connection
+ * thread holds finished jobs back and hands them over together: one wake-up, and one burst of
+ * responses, per batch. Holding stops (and everything held is handed over) when the queue is
+ * empty, after SQ_HOLD_MAX jobs or SQ_HOLD_NS, and before any statement that is not known to
+ * be fast, so a slow query never sits on finished ones; the watchdog hands over what a query
+ * that turned slow anyway is sitting on. */
+static void hold(sq_db_conn_t *c, sq_db_job_t *j, uint64_t now)
+{
+  uv_mutex_lock(&c->klock);
+  if (!c->held)
+    c->held_since = now;
+  push(&c->held, &c->held_tail, j);
+  c->nheld++;
+  uv_mutex_unlock(&c->klock);
+}
+
+static sq_db_job_t *take_held(sq_db_conn_t *c)
+{
+  sq_db_job_t *j = c->held;
+  c->held = c->held_tail = NULL;
+  c->nheld = 0;
+  return j;
+}
+
+static void complete_list(sq_db_job_t *j)
+{
+  while (j) {
+    sq_db_job_t *next = j->next;
+    complete(j);
+    j = next;
+  }
+}
+
+static void flush_held(sq_db_conn_t *c)
+{
+  uv_mutex_lock(&c->klock);
+  sq_db_job_t *j = take_held(c);
+  uv_mutex_unlock(&c->klock);
+  complete_list(j);
+}
+
+/* Connection thread only: whether `j` ran fast on this connection last time. */
+static int expect_fast(sq_db_conn_t *c, const sq_db_job_t *j)
+{
+  if (j->op != SQ_DB_QUERY || !c->my)
+    return 0;
+  stmt_entry_t *e = cache_peek(c, j->in.data, j->sql_len, fnv1a(j->in.data, j->sql_len));
+  return e && e->last_ns < SQ_FAST_NS;
+}
+
 static void conn_main(void *arg)
 {
   sq_db_conn_t *c = arg;
   sq_db_pool_t *p = c->pool;
+  int holding = 0;  /* this thread has held jobs (the watchdog may have taken them since) */
   char name[16];
   snprintf(name, sizeof name, "sq-db-%d", c->index);
   pthread_setname_np(pthread_self(), name);
@@ -842,6 +910,13 @@ static void conn_main(void *arg)
       p->queued--;
       if (j->op == SQ_DB_BEGIN)
         c->pinned = 1;  /* before unlocking, so no shared job slips in between */
+    }
+    if (!j && holding) {
+      holding = 0;
+      uv_mutex_unlock(&p->lock);
+      flush_held(c);
+      uv_mutex_lock(&p->lock);
+      continue;
     }
     if (!j) {
       if (p->stop && !c->pinned)
@@ -875,24 +950,31 @@ static void conn_main(void *arg)
     p->wait_ns += start - j->queued_ns;
     uv_mutex_unlock(&p->lock);
 
+    int fast = holding && expect_fast(c, j);
+    sq_db_job_t *flush = NULL;
     uv_mutex_lock(&c->klock);
+    if (holding && (!fast || c->nheld >= SQ_HOLD_MAX || start - c->held_since > SQ_HOLD_NS))
+      flush = take_held(c);
     c->running = j;
     c->running_since = start;
     c->killed = 0;
     uv_mutex_unlock(&c->klock);
+    if (flush)
+      complete_list(flush);
     run_job(c, j);
+    uint64_t end = uv_hrtime();
     uv_mutex_lock(&c->klock);
     c->running = NULL;
     uv_mutex_unlock(&c->klock);
+    j->done_ns = end;
+    hold(c, j, end);
+    holding = 1;
 
     uv_mutex_lock(&p->lock);
     p->busy--;
     p->queries++;
     p->errors += j->err_class != SQ_DB_ERR_NONE;
-    p->query_ns += uv_hrtime() - start;
-    uv_mutex_unlock(&p->lock);
-    complete(j);
-    uv_mutex_lock(&p->lock);
+    p->query_ns += end - start;
   }
   uv_mutex_unlock(&p->lock);
   cache_clear(c);
@@ -963,20 +1045,20 @@ static void watchdog_main(void *arg)
     char msg[128];
     snprintf(msg, sizeof msg, "pool exhausted: no database connection free within %gs", p->cfg.queue_timeout);
     fail_list(expired, SQ_DB_ERR_EXHAUSTED, msg);
-    if (query_limit) {
-      for (int i = 0; i < p->cfg.pool_size; i++) {
-        sq_db_conn_t *c = &p->conns[i];
-        uv_mutex_lock(&c->klock);
-        /* Read the clock under klock: running_since is set under it, so it is never later than
-         * this reading and the difference cannot wrap around. */
-        uint64_t t = uv_hrtime();
-        if (c->running && !c->killed && t - c->running_since > query_limit &&
-            (c->running->op == SQ_DB_QUERY || c->running->op == SQ_DB_EXEC)) {
-          c->killed = 1;
-          kill_query(p, c);
-        }
-        uv_mutex_unlock(&c->klock);
+    for (int i = 0; i < p->cfg.pool_size; i++) {
+      sq_db_conn_t *c = &p->conns[i];
+      uv_mutex_lock(&c->klock);
+      /* Read the clock under klock: running_since is set under it, so it is never later than
+       * this reading and the difference cannot wrap around. */
+      uint64_t t = uv_hrtime();
+      sq_db_job_t *stuck = c->held && t - c->held_since > SQ_HOLD_NS ? take_held(c) : NULL;
+      if (query_limit && c->running && !c->killed && t - c->running_since > query_limit &&
+          (c->running->op == SQ_DB_QUERY || c->running->op == SQ_DB_EXEC)) {
+        c->killed = 1;
+        kill_query(p, c);
       }
+      uv_mutex_unlock(&c->klock);
+      complete_list(stuck);
     }
     uv_mutex_lock(&p->lock);
   }

@@ -121,5 +121,28 @@ class WorkerNotBlockedTest(dbharness.DbServerTestCase):
         self.assertLess(elapsed, 1.8, "four SLEEP(1) on a pool of 4 did not overlap")
 
 
+class CompletionBatchingTest(dbharness.DbServerTestCase):
+    """A connection thread hands finished queries back in batches while more work is queued; a
+    finished query must still never wait for a slow one queued behind it."""
+    db = {"pool_size": 1}
+    config = {"workers": 1}
+
+    def assertNotHeldBehindSlow(self, same):
+        r = self.get("/c/behind-slow?n=10&s=2&same=%d" % same, timeout=30)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["order"], ["fast"] * 10 + ["timer", "slow"])
+
+    def test_finished_queries_are_handed_back_before_a_slow_statement_starts(self):
+        self.assertNotHeldBehindSlow(same=0)
+
+    def test_finished_queries_are_handed_back_while_a_fast_statement_turns_slow(self):
+        self.assertNotHeldBehindSlow(same=1)
+
+    def test_batched_completions_reach_every_request(self):
+        paths = [("/c/quick?v=%d" % i,) for i in range(100)]
+        for i, r in enumerate(in_parallel(self.get, paths)):
+            self.assertJson(r, 200, {"v": i + 1})
+
+
 if __name__ == "__main__":
     harness.main()

@@ -300,6 +300,31 @@ app:get("/c/quick", function(req)
   return { v = rows[1].v }
 end)
 
+-- ?n fast queries queued ahead of a SLEEP(?s) on the same connection (the test uses a pool of
+-- one), and a timer firing halfway through the sleep. Returns the order in which they finished.
+-- same=1 gives the sleep the fast queries' statement, warmed up first, so that it looks fast.
+app:get("/c/behind-slow", function(req)
+  local n, s = num(req, "n", 10), num(req, "s", 2)
+  local fast = "SELECT SLEEP(?) AS slept, ? AS label"
+  local slow = req.query.same == "1" and fast or "SELECT SLEEP(?) AS slept, ? AS label, 'slow' AS kind"
+  if slow == fast then
+    for _ = 1, 3 do db.query(fast, 0, "warm-up") end
+  end
+  local order, tasks = {}, {}
+  local function run(label, secs, sql)
+    db.query(sql, secs, label)
+    order[#order + 1] = label
+  end
+  for _ = 1, n do tasks[#tasks + 1] = squall.spawn(run, "fast", 0, fast) end
+  tasks[#tasks + 1] = squall.spawn(run, "slow", s, slow)
+  tasks[#tasks + 1] = squall.spawn(function()
+    squall.sleep(s / 2)
+    order[#order + 1] = "timer"
+  end)
+  for _, t in ipairs(tasks) do t:wait() end
+  return { order = order }
+end)
+
 -- Two spawned tasks each sleeping ?s in the database, waited for together.
 app:get("/c/spawn-two", function(req)
   local s = num(req, "s", 0.5)
