@@ -10,6 +10,7 @@
 
 #include <lauxlib.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,17 @@ static void put_number(lua_State *L, sq_buf_t *b, double d)
   if (!isfinite(d))
     luaL_error(L, "cannot encode %s as JSON", isnan(d) ? "NaN" : "an infinite number");
   if (d == floor(d) && fabs(d) <= 9007199254740992.0) {
-    n = snprintf(tmp, sizeof tmp, "%.0f", d);
+    /* Ids and counts are most of what handlers send: digits by hand, printf costs 10x more. */
+    char *end = tmp + sizeof tmp, *p = end;
+    uint64_t u = (uint64_t)fabs(d);
+    do {
+      *--p = (char)('0' + u % 10);
+      u /= 10;
+    } while (u);
+    if (signbit(d))
+      *--p = '-';
+    sq_buf_append(b, p, (size_t)(end - p));
+    return;
   } else {
     for (int prec = 15;; prec++) {
       n = snprintf(tmp, sizeof tmp, "%.*g", prec, d);

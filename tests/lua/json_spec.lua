@@ -5,6 +5,7 @@ describe("squall.json.encode", function()
   it("writes integers up to 2^53 exactly", function()
     assert.equal("[9007199254740992,-9007199254740992,0,123456789012345]",
                  json.encode({ 2 ^ 53, -2 ^ 53, 0, 123456789012345 }))
+    assert.equal("[1,-1,9,10,-10,4294967296,-0]", json.encode({ 1, -1, 9, 10, -10, 2 ^ 32, -0.0 }))
   end)
 
   it("writes doubles with the fewest digits that read back to the same value", function()
