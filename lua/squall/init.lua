@@ -127,7 +127,7 @@ function App:handle(req)
   local method = req.method
   local h, params = self.router:match(method, req.path)
   if h then
-    req.params = params
+    if params then req.params = params end
     return from_handler(h(req))
   end
   if params then  -- the path exists, with other methods

@@ -47,6 +47,7 @@ _M.headers_mt = {
 local methods = {}
 local lazy = {
   query = function(req) return decode_form(req.query_string) end,
+  params = function() return {} end,  -- a route without captures
 }
 
 local mt = {
@@ -63,10 +64,11 @@ local mt = {
 }
 
 function _M.new(method, path, query_string, headers, body, http_version, remote_addr, remote_port)
-  -- `params` is filled in by the router; naming it here sizes the table for it up front.
+  -- The router sets `params` for routes with captures; the hash part (16 slots for these 8
+  -- keys) already has room for it.
   return setmetatable({
     method = method, path = path, query_string = query_string, headers = headers, body = body,
-    http_version = http_version, remote_addr = remote_addr, remote_port = remote_port, params = false,
+    http_version = http_version, remote_addr = remote_addr, remote_port = remote_port,
   }, mt)
 end
 

@@ -85,11 +85,13 @@ end
 
 
 -- Returns handler, params  |  nil, allow_header_value  |  nil, nil (no route for the path).
+-- A route without captures gives no params table (nil): most hot routes are static, and the
+-- request makes an empty one only if the handler looks.
 function _M:match(method, path)
   local handlers = self.static[path]
   if handlers then
     local h = pick(handlers, method)
-    if h then return h, {} end
+    if h then return h, nil end
   end
   local allowed
   if handlers then allowed = {}; add_allowed(allowed, handlers) end

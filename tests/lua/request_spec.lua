@@ -22,6 +22,17 @@ describe("squall.request", function()
     assert.same({ a = { "1", "2" }, b = "hello wörld", flag = "" }, req.query)
   end)
 
+  it("gives a route without captures an empty params table, the same one on every read", function()
+    local app = squall.app()
+    app:get("/static", function(req)
+      req.params.note = "handlers may write to it"
+      return { params = req.params }
+    end)
+    local status, _, body = app:handle(new { path = "/static" })
+    assert.equal(200, status)
+    assert.equal('{"params":{"note":"handlers may write to it"}}', body)
+  end)
+
   it("gives an empty table for an empty query string", function()
     assert.same({}, new().query)
   end)

@@ -11,7 +11,7 @@ describe("squall.router", function()
     r:add("GET", "/a/b", h)
     local found, params = r:match("GET", "/a/b")
     assert.equal(h, found)
-    assert.same({}, params)
+    assert.is_nil(params)
   end)
 
   it("captures :name segments and percent-decodes them", function()
