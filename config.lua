@@ -16,6 +16,7 @@ return {
     header_timeout = 10,
     body_timeout = 30,
     keepalive_timeout = 75,
+    send_timeout = 60,
   },
   log = { level = "info", error = "stderr", access = false },
   db = {

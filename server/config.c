@@ -38,6 +38,7 @@ static const field_t limits_fields[] = {
   {"header_timeout", F_SECONDS, OFF(limits.header_timeout), 0.001, 86400, NULL},
   {"body_timeout", F_SECONDS, OFF(limits.body_timeout), 0.001, 86400, NULL},
   {"keepalive_timeout", F_SECONDS, OFF(limits.keepalive_timeout), 0.001, 86400, NULL},
+  {"send_timeout", F_SECONDS, OFF(limits.send_timeout), 0.001, 86400, NULL},
   {NULL, 0, 0, 0, 0, NULL},
 };
 
@@ -95,6 +96,7 @@ static void set_defaults(sq_config_t *c)
   c->limits.header_timeout = 10;
   c->limits.body_timeout = 30;
   c->limits.keepalive_timeout = 75;
+  c->limits.send_timeout = 60;
   c->log.level = SQ_LOG_INFO;
   c->log.error = sq_strdup("stderr");
   c->log.access = NULL;

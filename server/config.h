@@ -26,6 +26,7 @@ typedef struct {
     double header_timeout;
     double body_timeout;
     double keepalive_timeout;
+    double send_timeout;
   } limits;
   int has_db;          /* a `db` table was given */
   sq_db_config_t db;

@@ -21,7 +21,7 @@
 #include "log.h"
 #include "lua_bridge.h"
 
-enum { T_NONE, T_IDLE, T_HEADER, T_BODY, T_LINGER };
+enum { T_NONE, T_IDLE, T_HEADER, T_BODY, T_LINGER, T_SEND };
 
 /* Input kept while a handler runs beyond which we stop reading: pipelining is no excuse for a
  * client to make us buffer without bound. */
@@ -50,6 +50,9 @@ struct sq_conn_s {
   int timer_mode;
   uint64_t deadline;             /* loop time at which the current timer_mode expires */
   uint64_t armed;                /* loop time the libuv timer is set for, when active */
+  int after_send_mode;           /* the reading side's timer, held while T_SEND runs */
+  double after_send_secs;
+  size_t send_left;              /* bytes libuv still had queued at the last T_SEND check */
   int handles;
   int peer_port;
   sq_buf_t out;                  /* responses not yet handed to the kernel */
@@ -86,6 +89,13 @@ static void on_timer(uv_timer_t *t);
  * heap operation per timeout period rather than several per request. */
 static void timer_set(sq_conn_t *c, int mode, double seconds)
 {
+  if (c->writing && mode != T_SEND && !c->closing) {
+    /* While the kernel pushes back, the send timeout rules (a client that reads its response
+     * slowly is not idle); the reading side's timer starts when the write is done. */
+    c->after_send_mode = mode;
+    c->after_send_secs = seconds;
+    return;
+  }
   c->timer_mode = mode;
   if (mode == T_NONE)
     return;
@@ -122,6 +132,18 @@ static void on_timer(uv_timer_t *t)
   case T_BODY:
     conn_fail(c, 408);
     break;
+  case T_SEND: {
+    size_t left = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    if (left < c->send_left) {  /* slow, but reading: another period */
+      c->send_left = left;
+      timer_set(c, T_SEND, c->w->cfg->limits.send_timeout);
+      break;
+    }
+    sq_log(SQ_LOG_DEBUG, "worker %d: %s: closed: read none of %zu waiting response bytes in %gs (send_timeout)",
+           c->w->id, c->peer, left, c->w->cfg->limits.send_timeout);
+    conn_close(c);
+    break;
+  }
   default:
     conn_close(c);
   }
@@ -489,6 +511,8 @@ static void on_write(uv_write_t *req, int status)
     return;
   }
   conn_flush(c);
+  if (!c->writing && c->timer_mode == T_SEND)
+    timer_set(c, c->after_send_mode, c->after_send_secs);
   if (c->read_stopped && !c->in_handler && !c->eof && !c->want_close && !c->writing &&
       c->out.len + c->wbuf.len < SQ_OUT_PAUSE_BYTES) {
     c->read_stopped = 0;
@@ -528,12 +552,20 @@ static void conn_flush(sq_conn_t *c)
     b.base += n;
     b.len -= (unsigned)n;
   }
+  if (c->timer_mode != T_SEND) {
+    uint64_t now = uv_now(&c->w->loop);
+    c->after_send_mode = c->timer_mode;
+    c->after_send_secs = c->deadline > now ? (double)(c->deadline - now) / 1000.0 : 0;
+  }
   c->writing = 1;
   c->wreq.data = c;
   if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
     c->writing = 0;
     conn_close(c);
+    return;
   }
+  c->send_left = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+  timer_set(c, T_SEND, c->w->cfg->limits.send_timeout);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)

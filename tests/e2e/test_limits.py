@@ -1,5 +1,5 @@
 """Limits and timeouts: max_header_bytes, max_body_bytes, max_connections, header/body/keep-alive
-timeouts (slowloris)."""
+timeouts (slowloris), and the send timeout (clients that stop reading)."""
 
 import socket
 import time
@@ -270,6 +270,83 @@ class TimeoutMarginsTest(harness.ServerTestCase):
                 time.sleep(0.6)
             c.send(build_request("GET", "/seq/last"))
             self.assertResponse(c.read_response(), 200, "seq last")
+
+
+MIB = 1 << 20
+
+
+def small_window(port):
+    """A client socket with a small receive buffer, so that a large response soon fills every
+    buffer on the way and the server has to wait for the client to read."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def read_head(s):
+    """Reads up to the end of the response head; returns (Content-Length, body bytes read after it)."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise AssertionError("closed before the response head: %r" % buf[:200])
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value), len(rest)
+    raise AssertionError("no Content-Length in %r" % head)
+
+
+class SendTimeoutTest(harness.ServerTestCase):
+    # A long keep-alive timeout, so that only send_timeout can end the stalled connection.
+    config = {"limits": {"send_timeout": 1, "keepalive_timeout": 30}}
+
+    def test_client_that_stops_reading_is_closed_after_send_timeout(self):
+        with small_window(self.port) as s:
+            s.sendall(build_request("GET", "/big/32"))
+            time.sleep(3)  # reads nothing for 3 send_timeouts
+            length, got = read_head(s)
+            self.assertEqual(length, 32 * MIB)
+            try:
+                while got < length:
+                    chunk = s.recv(1 << 18)
+                    if not chunk:
+                        break
+                    got += len(chunk)
+            except ConnectionResetError:
+                pass
+        self.assertLess(got, length, "the whole response arrived: the stalled connection was kept")
+        self.assertResponse(self.request("GET", "/hello/after"), 200, "Hello, after")
+
+
+class SlowReaderTest(harness.ServerTestCase):
+    # Both 1 s: a response that takes longer than that to read must trip neither of them as long
+    # as the client keeps reading.
+    config = {"limits": {"send_timeout": 1, "keepalive_timeout": 1}}
+
+    def test_slow_reader_gets_the_whole_response_and_keeps_its_connection(self):
+        with small_window(self.port) as s:
+            s.sendall(build_request("GET", "/big/16"))
+            started = time.monotonic()
+            length, got = read_head(s)
+            next_pause = MIB
+            while got < length:
+                chunk = s.recv(min(1 << 16, length - got))
+                self.assertTrue(chunk, "closed after %d of %d bytes" % (got, length))
+                got += len(chunk)
+                if got >= next_pause:  # 0.1 s pauses, well under both timeouts
+                    time.sleep(0.1)
+                    next_pause += MIB
+            self.assertGreater(time.monotonic() - started, 1.2, "read too fast to test the timeouts")
+            s.sendall(build_request("GET", "/hello/again"))
+            length, got = read_head(s)
+            while got < length:
+                got += len(s.recv(length - got))
+            self.assertEqual(got, len("Hello, again"))
 
 
 class MaxConnectionsTest(harness.ServerTestCase):

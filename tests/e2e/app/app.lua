@@ -70,6 +70,7 @@ end)
 
 local big = string.rep("0123456789abcdef", 65536) -- 1 MiB
 app:get("/big", function(req) return big end)
+app:get("/big/:mib", function(req) return string.rep(big, math.min(tonumber(req.params.mib) or 1, 64)) end)
 
 -- Request object ----------------------------------------------------------------------------
 
