@@ -24,8 +24,10 @@ return {
     user = "squall",
     password = "squall",
     database = "squall",
-    -- 2 on a 2-core machine: `MODE=db bash bench/run.sh` measured it best (more connections
-    -- only add MariaDB contention); the built-in default is 4.
-    pool_size = 2,
+    -- On a 2-core machine `MODE=db bash bench/run.sh` measured 4 and 8 level, 2 about 6% behind
+    -- (finished queries go back to the workers in batches while work is queued, which a couple
+    -- more connections feed) and 1 far behind (one query in flight). 8 costs MariaDB more CPU
+    -- per query, so 4, the default.
+    pool_size = 4,
   },
 }
