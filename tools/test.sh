@@ -4,6 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
+# The tests start the private MariaDB (tools/db.sh) when it is not running; stop it again
+# afterwards in that case, so that a CI run on a fresh clone leaves no server behind.
+db_sh=$PWD/tools/db.sh
+db_was_up=0
+if bash "$db_sh" status >/dev/null 2>&1; then db_was_up=1; fi
+trap '[ "$db_was_up" = 1 ] || bash "$db_sh" stop >/dev/null 2>&1 || true' EXIT
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug -DSQ_SANITIZE=ON >/dev/null
 cmake --build build -j"$(nproc)"
 cd build
