@@ -332,6 +332,11 @@ int sq_reload_cli(const sq_config_t *cfg)
       fprintf(stderr, "squall reload: failed, generation %d keeps serving: %s\n", now.generation, now.error);
       return 1;
     }
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
+      free(spath);
+      fprintf(stderr, "squall reload: pid %ld exited before it answered (see its error log)\n", pid);
+      return 1;
+    }
   }
   free(spath);
   fprintf(stderr, "squall reload: no answer from pid %ld within %ds\n", pid, SQ_CLI_WAIT_S);

@@ -5,6 +5,7 @@ and its .status companion exist while the server runs and are removed at exit.""
 import os
 import signal
 import subprocess
+import time
 
 import harness
 from reloadharness import PID_FILE, ReloadServer, ReloadTestCase, app_source
@@ -63,6 +64,24 @@ class ReloadCliTest(ReloadTestCase):
         r = self.cli(server.config_path)
         self.assertEqual(r.returncode, 1, "%r %r" % (r.stdout, r.stderr))
         self.assertNotEqual(r.stderr, "")
+
+    def test_reload_notices_a_server_that_dies_while_it_waits(self):
+        server = self.make_server("v1")
+        server.start()
+        # The new generation's top level waits, so the server is still loading when it dies.
+        server.write_script("app.lua", app_source('"v2"', header="squall.sleep(5)\n"))
+        cli = harness.ThreadResult(self.cli, server.config_path)
+        deadline = time.monotonic() + 10
+        while server.loading_count() == 0:
+            self.assertLess(time.monotonic(), deadline, "the reload never started")
+            time.sleep(0.05)
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait()    # reaped, as the server's parent would
+        died = time.monotonic()
+        r = cli.get(timeout=40)
+        self.assertLess(time.monotonic() - died, 5, "the CLI kept waiting for a dead server")
+        self.assertEqual(r.returncode, 1, "%r %r" % (r.stdout, r.stderr))
+        self.assertIn("exited before it answered", r.stderr)
 
     def test_pid_file_is_relative_to_config_and_removed_at_exit_with_its_status_file(self):
         server = self.make_server()
