@@ -155,6 +155,30 @@ int sq_db_errno_is_lost(unsigned code)
          code == 4031 /* ER_CLIENT_INTERACTION_TIMEOUT */;
 }
 
+/* ---- queues ------------------------------------------------------------------------------ */
+
+static sq_db_job_t *pop(sq_db_job_t **head, sq_db_job_t **tail)
+{
+  sq_db_job_t *j = *head;
+  if (j) {
+    *head = j->next;
+    if (!*head)
+      *tail = NULL;
+    j->next = NULL;
+  }
+  return j;
+}
+
+static void push(sq_db_job_t **head, sq_db_job_t **tail, sq_db_job_t *j)
+{
+  j->next = NULL;
+  if (*tail)
+    (*tail)->next = j;
+  else
+    *head = j;
+  *tail = j;
+}
+
 /* ---- sinks ------------------------------------------------------------------------------- */
 
 static void on_sink_async(uv_async_t *a)
@@ -198,20 +222,13 @@ void sq_db_sink_close(sq_db_sink_t *s)
 
 static void complete(sq_db_job_t *j)
 {
-  if (!j->done_ns)
-    j->done_ns = uv_hrtime();
   sq_db_sink_t *s = j->sink;
   if (!s) {
     sq_db_job_free(j);
     return;
   }
   uv_mutex_lock(&s->lock);
-  j->next = NULL;
-  if (s->tail)
-    s->tail->next = j;
-  else
-    s->head = j;
-  s->tail = j;
+  push(&s->head, &s->tail, j);
   /* Sent under the lock: the worker takes the list under it too, so once it has seen the last
    * job of a generation no pool thread can still be about to touch the sink it then frees. */
   uv_async_send(&s->async);
@@ -637,11 +654,11 @@ static void read_stmt_result(sq_db_conn_t *c, sq_db_job_t *j, MYSQL_STMT *st)
   mysql_stmt_free_result(st);
 }
 
-static void run_prepared(sq_db_conn_t *c, sq_db_job_t *j)
+/* h: fnv1a of the SQL, computed once per job by conn_main. */
+static void run_prepared(sq_db_conn_t *c, sq_db_job_t *j, uint64_t h)
 {
   const char *sql = j->in.data;
   size_t len = j->sql_len;
-  uint64_t h = fnv1a(sql, len);
   stmt_entry_t *e = cache_get(c, sql, len, h);
   if (!e) {
     MYSQL_STMT *st = mysql_stmt_init(c->my);
@@ -725,7 +742,7 @@ static void unpin(sq_db_conn_t *c)
   uv_mutex_unlock(&c->pool->lock);
 }
 
-static void run_job(sq_db_conn_t *c, sq_db_job_t *j)
+static void run_job(sq_db_conn_t *c, sq_db_job_t *j, uint64_t h)
 {
   int broken;
   uv_mutex_lock(&c->pool->lock);
@@ -778,7 +795,7 @@ static void run_job(sq_db_conn_t *c, sq_db_job_t *j)
     if (j->op == SQ_DB_EXEC)
       run_text(c, j, j->in.data, j->sql_len);
     else
-      run_prepared(c, j);
+      run_prepared(c, j, h);
   }
   if (j->err_class && sq_db_errno_is_lost(j->err_code) && c->my) {
     atomic_fetch_add(&c->pool->lost_epoch, 1);
@@ -788,28 +805,6 @@ static void run_job(sq_db_conn_t *c, sq_db_job_t *j)
 }
 
 /* ---- threads ----------------------------------------------------------------------------- */
-
-static sq_db_job_t *pop(sq_db_job_t **head, sq_db_job_t **tail)
-{
-  sq_db_job_t *j = *head;
-  if (j) {
-    *head = j->next;
-    if (!*head)
-      *tail = NULL;
-    j->next = NULL;
-  }
-  return j;
-}
-
-static void push(sq_db_job_t **head, sq_db_job_t **tail, sq_db_job_t *j)
-{
-  j->next = NULL;
-  if (*tail)
-    (*tail)->next = j;
-  else
-    *head = j;
-  *tail = j;
-}
 
 static void idle_remove(sq_db_pool_t *p, sq_db_conn_t *c)
 {
@@ -842,19 +837,10 @@ static void wake_one(sq_db_pool_t *p)
  * wake-up costs more than the query's own work. So while more work is queued, a connection
  * thread holds finished jobs back and hands them over together: one wake-up, and one burst of
  * responses, per batch. Holding stops (and everything held is handed over) when the queue is
- * empty, after SQ_HOLD_MAX jobs or SQ_HOLD_NS, and before any statement that is not known to
- * be fast, so a slow query never sits on finished ones; the watchdog hands over what a query
- * that turned slow anyway is sitting on. */
-static void hold(sq_db_conn_t *c, sq_db_job_t *j, uint64_t now)
-{
-  uv_mutex_lock(&c->klock);
-  if (!c->held)
-    c->held_since = now;
-  push(&c->held, &c->held_tail, j);
-  c->nheld++;
-  uv_mutex_unlock(&c->klock);
-}
-
+ * empty, after SQ_HOLD_MAX jobs or SQ_HOLD_NS, and before any statement that did not run fast
+ * last time, so a known-slow query never sits on finished ones. What a query that turned slow
+ * anyway is sitting on, the watchdog hands over at its next tick (SQ_WATCHDOG_TICK_NS). The held
+ * list is under klock because the watchdog takes it. */
 static sq_db_job_t *take_held(sq_db_conn_t *c)
 {
   sq_db_job_t *j = c->held;
@@ -880,12 +866,12 @@ static void flush_held(sq_db_conn_t *c)
   complete_list(j);
 }
 
-/* Connection thread only: whether `j` ran fast on this connection last time. */
-static int expect_fast(sq_db_conn_t *c, const sq_db_job_t *j)
+/* Connection thread only: whether `j` (SQL hash h) ran fast on this connection last time. */
+static int expect_fast(sq_db_conn_t *c, const sq_db_job_t *j, uint64_t h)
 {
   if (j->op != SQ_DB_QUERY || !c->my)
     return 0;
-  stmt_entry_t *e = cache_peek(c, j->in.data, j->sql_len, fnv1a(j->in.data, j->sql_len));
+  stmt_entry_t *e = cache_peek(c, j->in.data, j->sql_len, h);
   return e && e->last_ns < SQ_FAST_NS;
 }
 
@@ -893,7 +879,10 @@ static void conn_main(void *arg)
 {
   sq_db_conn_t *c = arg;
   sq_db_pool_t *p = c->pool;
-  int holding = 0;  /* this thread has held jobs (the watchdog may have taken them since) */
+  /* This thread has held jobs (the watchdog may have taken them since). A hint kept outside
+   * klock, so that the idle path under pool->lock never waits on klock, which the watchdog holds
+   * across a KILL QUERY round trip. */
+  int holding = 0;
   char name[16];
   snprintf(name, sizeof name, "sq-db-%d", c->index);
   pthread_setname_np(pthread_self(), name);
@@ -945,12 +934,12 @@ static void conn_main(void *arg)
       continue;
     }
     uint64_t start = uv_hrtime();
-    j->started_ns = start;
     p->busy++;
     p->wait_ns += start - j->queued_ns;
     uv_mutex_unlock(&p->lock);
 
-    int fast = holding && expect_fast(c, j);
+    uint64_t h = j->op == SQ_DB_QUERY ? fnv1a(j->in.data, j->sql_len) : 0;
+    int fast = holding && expect_fast(c, j, h);
     sq_db_job_t *flush = NULL;
     uv_mutex_lock(&c->klock);
     if (holding && (!fast || c->nheld >= SQ_HOLD_MAX || start - c->held_since > SQ_HOLD_NS))
@@ -961,19 +950,22 @@ static void conn_main(void *arg)
     uv_mutex_unlock(&c->klock);
     if (flush)
       complete_list(flush);
-    run_job(c, j);
+    run_job(c, j, h);
     uint64_t end = uv_hrtime();
+    int failed = j->err_class != SQ_DB_ERR_NONE;
     uv_mutex_lock(&c->klock);
     c->running = NULL;
+    if (!c->held)
+      c->held_since = end;
+    push(&c->held, &c->held_tail, j);  /* the watchdog may complete, and free, j from here on */
+    c->nheld++;
     uv_mutex_unlock(&c->klock);
-    j->done_ns = end;
-    hold(c, j, end);
     holding = 1;
 
     uv_mutex_lock(&p->lock);
     p->busy--;
     p->queries++;
-    p->errors += j->err_class != SQ_DB_ERR_NONE;
+    p->errors += failed;
     p->query_ns += end - start;
   }
   uv_mutex_unlock(&p->lock);
@@ -986,13 +978,10 @@ static void conn_main(void *arg)
 
 static void fail_list(sq_db_job_t *j, int cls, const char *msg)
 {
-  while (j) {
-    sq_db_job_t *next = j->next;
-    job_error(j, cls, cls == SQ_DB_ERR_EXHAUSTED ? ER_CON_COUNT_ERROR : CR_CONNECTION_ERROR,
+  for (sq_db_job_t *k = j; k; k = k->next)
+    job_error(k, cls, cls == SQ_DB_ERR_EXHAUSTED ? ER_CON_COUNT_ERROR : CR_CONNECTION_ERROR,
               cls == SQ_DB_ERR_EXHAUSTED ? "08004" : "08S01", msg);
-    complete(j);
-    j = next;
-  }
+  complete_list(j);
 }
 
 static void kill_query(sq_db_pool_t *p, sq_db_conn_t *c)

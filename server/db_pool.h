@@ -87,7 +87,7 @@ struct sq_db_job_s {
   char sqlstate[6];
   char err_msg[512];
   sq_db_result_t res;
-  uint64_t queued_ns, started_ns, done_ns;
+  uint64_t queued_ns;
   /* routing, untouched by the pool */
   sq_db_sink_t *sink;       /* NULL: the pool frees the job itself when done */
   void *owner;
