@@ -62,7 +62,6 @@ struct sq_conn_s {
   char peer[48];
 };
 
-static llhttp_settings_t parser_settings;
 static void conn_process(sq_conn_t *c);
 static void conn_flush(sq_conn_t *c);
 static void conn_close(sq_conn_t *c);
@@ -89,7 +88,9 @@ static void on_timer(uv_timer_t *t);
  * heap operation per timeout period rather than several per request. */
 static void timer_set(sq_conn_t *c, int mode, double seconds)
 {
-  if (c->writing && mode != T_SEND && !c->closing) {
+  if (c->closing)
+    return;  /* the timer handle is closing with the connection */
+  if (c->writing && mode != T_SEND) {
     /* While the kernel pushes back, the send timeout rules (a client that reads its response
      * slowly is not idle); the reading side's timer starts when the write is done. */
     c->after_send_mode = mode;
@@ -134,7 +135,8 @@ static void on_timer(uv_timer_t *t)
     break;
   case T_SEND: {
     size_t left = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-    if (left < c->send_left) {  /* slow, but reading: another period */
+    /* Slow, but reading: another period. 0 left: the kernel took the rest and on_write is due. */
+    if (left == 0 || left < c->send_left) {
       c->send_left = left;
       timer_set(c, T_SEND, c->w->cfg->limits.send_timeout);
       break;
@@ -372,6 +374,15 @@ static int status_for_parse_error(sq_conn_t *c, llhttp_errno_t e)
   return e == HPE_INVALID_VERSION ? 505 : 400;
 }
 
+/* Reading stopped for backpressure starts again once the output has drained. */
+static void resume_reading(sq_conn_t *c)
+{
+  if (c->read_stopped && !c->eof && !c->want_close) {
+    c->read_stopped = 0;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  }
+}
+
 static void conn_process(sq_conn_t *c)
 {
   while (!c->in_handler && !c->closing && !c->want_close && c->rpos < c->rlen &&
@@ -403,12 +414,19 @@ static void conn_process(sq_conn_t *c)
     return;
   }
   if (c->out.len + c->wbuf.len >= SQ_OUT_PAUSE_BYTES && c->rpos < c->rlen) {
-    /* The client pipelines faster than it reads: stop reading until the writes drain. */
+    conn_flush(c);
+    if (c->closing)
+      return;
+    if (!c->writing) {  /* the kernel took it all at once: carry on parsing */
+      resume_reading(c);
+      conn_process(c);
+      return;
+    }
+    /* The client pipelines faster than it reads: stop reading until the write drains. */
     if (!c->read_stopped) {
       uv_read_stop((uv_stream_t *)&c->tcp);
       c->read_stopped = 1;
     }
-    conn_flush(c);
     return;
   }
   if (c->eof || c->w->draining)
@@ -470,7 +488,7 @@ void sq_conn_response_end(sq_conn_t *c, const char *body, size_t len)
   int bodiless = c->resp_status == 204 || c->resp_status == 304;
   if (bodiless)
     len = 0;
-  if (c->resp_status != 204)
+  if (!bodiless)  /* 304's would have to be the 200's length (RFC 9110 8.6): leave it out */
     sq_http_content_length(&c->out, len);
   if (!keep)
     sq_buf_append(&c->out, "Connection: close\r\n\r\n", 21);
@@ -488,10 +506,7 @@ void sq_conn_response_end(sq_conn_t *c, const char *body, size_t len)
     c->want_close = 1;
   if (c->dispatching)
     return;  /* conn_process, further up this stack, carries on with the next request */
-  if (c->read_stopped && !c->eof && !c->want_close) {
-    c->read_stopped = 0;
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-  }
+  resume_reading(c);
   conn_process(c);
 }
 
@@ -511,12 +526,12 @@ static void on_write(uv_write_t *req, int status)
     return;
   }
   conn_flush(c);
-  if (!c->writing && c->timer_mode == T_SEND)
+  if (c->closing || c->writing)
+    return;
+  if (c->timer_mode == T_SEND)
     timer_set(c, c->after_send_mode, c->after_send_secs);
-  if (c->read_stopped && !c->in_handler && !c->eof && !c->want_close && !c->writing &&
-      c->out.len + c->wbuf.len < SQ_OUT_PAUSE_BYTES) {
-    c->read_stopped = 0;
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (c->read_stopped && !c->in_handler) {
+    resume_reading(c);
     conn_process(c);
   }
 }
@@ -577,7 +592,6 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     conn_close(c);
     return;
   }
-  c->lingering = 1;
   timer_set(c, T_LINGER, SQ_LINGER_MS / 1000.0);
   if (c->read_stopped) {
     c->read_stopped = 0;
@@ -595,6 +609,7 @@ static void finish_close(sq_conn_t *c)
     return;
   }
   c->sreq.data = c;
+  c->lingering = 1;  /* from here on: a drain's conn_flush must not shut down twice */
   timer_set(c, T_NONE, 0);
   if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
     conn_close(c);
@@ -664,20 +679,15 @@ void sq_conn_shutdown(sq_conn_t *c, int force)
 
 /* ---- accepting --------------------------------------------------------------------------- */
 
-/* Shared by every worker, so filled in exactly once, before any of them parses. */
-static uv_once_t parser_settings_once = UV_ONCE_INIT;
-
-static void init_parser_settings(void)
-{
-  llhttp_settings_init(&parser_settings);
-  parser_settings.on_message_begin = on_message_begin;
-  parser_settings.on_url = on_url;
-  parser_settings.on_header_field = on_header_field;
-  parser_settings.on_header_value = on_header_value;
-  parser_settings.on_headers_complete = on_headers_complete;
-  parser_settings.on_body = on_body;
-  parser_settings.on_message_complete = on_message_complete;
-}
+static const llhttp_settings_t parser_settings = {
+  .on_message_begin = on_message_begin,
+  .on_url = on_url,
+  .on_header_field = on_header_field,
+  .on_header_value = on_header_value,
+  .on_headers_complete = on_headers_complete,
+  .on_body = on_body,
+  .on_message_complete = on_message_complete,
+};
 
 void sq_conn_accept(uv_stream_t *listener, int status)
 {
@@ -693,7 +703,6 @@ void sq_conn_accept(uv_stream_t *listener, int status)
     sq_log(SQ_LOG_WARN, "worker %d: accept: %s", w->id, uv_strerror(status));
     return;
   }
-  uv_once(&parser_settings_once, init_parser_settings);
   sq_conn_t *c = sq_calloc(1, sizeof *c);
   c->w = w;
   c->tcp.data = c;

@@ -35,8 +35,6 @@ typedef struct {
   int handles;
 } client_t;
 
-static llhttp_settings_t settings;
-
 static void on_closed(uv_handle_t *h)
 {
   client_t *c = h->data;
@@ -200,6 +198,17 @@ static void on_timeout(uv_timer_t *t)
   finish(t->data, "timed out waiting for the response");
 }
 
+static const llhttp_settings_t settings = {
+  .on_message_begin = on_message_begin,
+  .on_header_field = on_header_data,
+  .on_header_value = on_header_data,
+  .on_header_field_complete = on_field_complete,
+  .on_header_value_complete = on_value_complete,
+  .on_headers_complete = on_headers_complete,
+  .on_body = on_body,
+  .on_message_complete = on_message_complete,
+};
+
 static int l_http_request(lua_State *L)
 {
   int port = (int)luaL_checkinteger(L, 1);
@@ -211,17 +220,6 @@ static int l_http_request(lua_State *L)
   if (!t)
     return luaL_error(L, "the test client can only be used from a spec run by `squall test` or a task");
   sq__task_check_yieldable(L, "the test client");
-  if (!settings.on_message_complete) {
-    llhttp_settings_init(&settings);
-    settings.on_message_begin = on_message_begin;
-    settings.on_header_field = on_header_data;
-    settings.on_header_value = on_header_data;
-    settings.on_header_field_complete = on_field_complete;
-    settings.on_header_value_complete = on_value_complete;
-    settings.on_headers_complete = on_headers_complete;
-    settings.on_body = on_body;
-    settings.on_message_complete = on_message_complete;
-  }
   uv_loop_t *loop = &sq__bridge_worker(sq__bridge_of(L))->loop;
   client_t *c = sq_calloc(1, sizeof *c);
   c->task = t;
@@ -235,12 +233,9 @@ static int l_http_request(lua_State *L)
   c->tcp.data = c->timer.data = c->creq.data = c;
   struct sockaddr_in addr;
   uv_ip4_addr("127.0.0.1", port, &addr);
-  uv_timer_start(&c->timer, on_timeout, (uint64_t)(timeout * 1000), 0);
-  sq__task_wait(t, SQ_WAIT_IO);
   int rc = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&addr, on_connect);
   if (rc < 0) {
-    /* Nothing is in flight: undo the wait and report without yielding. */
-    sq__task_arrived(t);
+    /* Nothing is in flight: report without waiting. */
     c->finished = 1;
     uv_close((uv_handle_t *)&c->timer, on_closed);
     uv_close((uv_handle_t *)&c->tcp, on_closed);
@@ -248,6 +243,8 @@ static int l_http_request(lua_State *L)
     lua_pushstring(L, uv_strerror(rc));
     return 2;
   }
+  uv_timer_start(&c->timer, on_timeout, (uint64_t)(timeout * 1000), 0);
+  sq__task_wait(t, SQ_WAIT_IO);
   return lua_yield(L, 0);
 }
 
