@@ -65,8 +65,9 @@ return function(app)
     if type(list) ~= "table" or #list == 0 then squall.abort(422, "expected a non-empty JSON array of notes") end
     local ids = db.transaction(function(tx)
       local ids = {}
+      local function query(...) return tx:query(...) end
       for i = 1, #list do
-        ids[i] = insert_note(function(...) return tx:query(...) end, user.id, validate.check(list[i], NOTE))
+        ids[i] = insert_note(query, user.id, validate.check(list[i], NOTE))
       end
       return ids
     end)

@@ -9,6 +9,7 @@ local escape_html = squall.escape_html
 math.randomseed(os.time() + floor(os.clock() * 1e6))
 
 local function random_id() return random(1, 10000) end
+local function by_message(a, b) return a.message < b.message end
 
 local function count(req)
   local n = tonumber(req.query.queries) or 1
@@ -37,7 +38,7 @@ return function(app)
   app:get("/fortunes", function()
     local rows = db.query("SELECT id, message FROM Fortune")
     rows[#rows + 1] = { id = 0, message = "Additional fortune added at request time." }
-    sort(rows, function(a, b) return a.message < b.message end)
+    sort(rows, by_message)
     local out = { "<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table>"
                   .. "<tr><th>id</th><th>message</th></tr>" }
     for i = 1, #rows do

@@ -764,19 +764,17 @@ void sq_bridge_run_tests(sq_bridge_t *b, char **args, int nargs, sq_bridge_tests
 
 /* Pushes a header table with lowercase names; repeated headers are joined with ", " as RFC 9110
  * allows for list-valued fields (Set-Cookie is a response header and never arrives here). */
-static void push_headers(sq_bridge_t *b, lua_State *co, const sq_req_t *r)
+static void push_headers(sq_bridge_t *b, lua_State *co, sq_req_t *r)
 {
   lua_createtable(co, 0, r->nheaders);
-  char name[256];
   for (int i = 0; i < r->nheaders; i++) {
     const sq_header_t *h = &r->headers[i];
-    const char *src = r->head.data + h->name_off;
-    size_t n = h->name_len < sizeof name ? h->name_len : sizeof name;
-    for (size_t j = 0; j < n; j++) {
-      char ch = src[j];
-      name[j] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
-    }
-    lua_pushlstring(co, name, n);
+    /* Lowercased in place: the parser is done with these bytes, and names of any length fit. */
+    char *name = r->head.data + h->name_off;
+    for (size_t j = 0; j < h->name_len; j++)
+      if (name[j] >= 'A' && name[j] <= 'Z')
+        name[j] = (char)(name[j] + 32);
+    lua_pushlstring(co, name, h->name_len);
     lua_pushvalue(co, -1);
     lua_rawget(co, -3);
     if (lua_isnil(co, -1)) {

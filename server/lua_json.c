@@ -19,15 +19,15 @@
 
 #define SQ_JSON_MAX_DEPTH 1000
 
-static void put_number(lua_State *L, sq_buf_t *b, double d)
+/* Writes d into out[32]; returns where the text starts (it ends at out + 32). */
+static const char *format_number(lua_State *L, char *out, double d)
 {
-  char tmp[32];
-  int n;
+  char *end = out + 32;
   if (!isfinite(d))
     luaL_error(L, "cannot encode %s as JSON", isnan(d) ? "NaN" : "an infinite number");
   if (d == floor(d) && fabs(d) <= 9007199254740992.0) {
     /* Ids and counts are most of what handlers send: digits by hand, printf costs 10x more. */
-    char *end = tmp + sizeof tmp, *p = end;
+    char *p = end;
     uint64_t u = (uint64_t)fabs(d);
     do {
       *--p = (char)('0' + u % 10);
@@ -35,16 +35,23 @@ static void put_number(lua_State *L, sq_buf_t *b, double d)
     } while (u);
     if (signbit(d))
       *--p = '-';
-    sq_buf_append(b, p, (size_t)(end - p));
-    return;
-  } else {
-    for (int prec = 15;; prec++) {
-      n = snprintf(tmp, sizeof tmp, "%.*g", prec, d);
-      if (prec == 17 || strtod(tmp, NULL) == d)
-        break;
-    }
+    return p;
   }
-  sq_buf_append(b, tmp, (size_t)n);
+  char tmp[32];
+  int n = 0;
+  for (int prec = 15; prec <= 17; prec++) {
+    n = snprintf(tmp, sizeof tmp, "%.*g", prec, d);
+    if (strtod(tmp, NULL) == d)
+      break;
+  }
+  return memcpy(end - n, tmp, (size_t)n);
+}
+
+static void put_number(lua_State *L, sq_buf_t *b, double d)
+{
+  char out[32];
+  const char *p = format_number(L, out, d);
+  sq_buf_append(b, p, (size_t)(out + sizeof out - p));
 }
 
 static void put_string(sq_buf_t *b, const char *s, size_t len)
@@ -149,10 +156,9 @@ static void encode_table(lua_State *L, sq_buf_t *b, int idx, int depth)
       const char *k = lua_tolstring(L, -2, &len);
       put_string(b, k, len);
     } else if (kt == LUA_TNUMBER) {
-      sq_buf_t tmp = {0};
-      put_number(L, &tmp, lua_tonumber(L, -2));
-      put_string(b, tmp.data, tmp.len);
-      sq_buf_free(&tmp);
+      char out[32];
+      const char *p = format_number(L, out, lua_tonumber(L, -2));
+      put_string(b, p, (size_t)(out + sizeof out - p));
     } else {
       luaL_error(L, "cannot encode a table key of type %s as JSON", lua_typename(L, kt));
     }

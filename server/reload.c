@@ -31,7 +31,6 @@ struct sq_reload_s {
   uv_signal_t sighup;
   uv_timer_t scan;
   uv_async_t reply;
-  int watching;
   int in_progress, again;
   uint64_t fingerprint;
   int dirty;
@@ -110,7 +109,6 @@ static void on_reply(uv_async_t *a)
   uv_mutex_lock(&s->status_lock);
   s->reload_attempts++;
   s->reload_ok = failed == NULL;
-  s->reload_time = (double)uv_now(r->loop) / 1000.0;
   if (failed) {
     snprintf(s->reload_error, sizeof s->reload_error, "%s", failed);
   } else {

@@ -69,7 +69,6 @@ struct sq_server_s {
   unsigned reload_attempts;
   int reload_ok;
   char reload_error[2048];
-  double reload_time;
 };
 
 /* Main thread. Creates the listening sockets (the first bind resolves port 0 for the rest), so

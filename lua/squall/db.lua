@@ -78,11 +78,10 @@ end
 local savepoints = 0
 
 function Tx:transaction(fn)
-  local depth = self._depth + 1
   savepoints = savepoints + 1
   local sp = "squall_sp" .. savepoints
   checked(2, exec(self._h, "SAVEPOINT " .. sp))
-  local inner = setmetatable({ _h = self._h, _depth = depth }, tx_mt)
+  local inner = setmetatable({ _h = self._h }, tx_mt)
   return run(inner, fn,
     function() checked(3, exec(self._h, "RELEASE SAVEPOINT " .. sp)) end,
     function() exec(self._h, "ROLLBACK TO SAVEPOINT " .. sp) end)
@@ -92,9 +91,9 @@ end
 -- and re-raise when it raises. The connection goes back to the pool either way.
 function _M.transaction(fn)
   if type(fn) ~= "function" then error("db.transaction: expected a function", 2) end
-  if shared then return setmetatable({ _h = shared, _depth = 0 }, tx_mt):transaction(fn) end
+  if shared then return setmetatable({ _h = shared }, tx_mt):transaction(fn) end
   local h = checked(2, core.db_begin())
-  local tx = setmetatable({ _h = h, _depth = 0 }, tx_mt)
+  local tx = setmetatable({ _h = h }, tx_mt)
   return run(tx, fn,
     function() checked(3, core.db_commit(h)) end,
     function() core.db_rollback(h) end)

@@ -64,11 +64,12 @@ local mt = {
 }
 
 function _M.new(method, path, query_string, headers, body, http_version, remote_addr, remote_port)
-  -- The router sets `params` for routes with captures; the hash part (16 slots for these 8
-  -- keys) already has room for it.
+  -- `params = nil` reserves a slot (the hash part gets 16, not 8), so that the router's params
+  -- or a lazily computed field do not make LuaJIT rebuild the table; being nil, it still falls
+  -- through to the lazy `{}` for routes without captures.
   return setmetatable({
     method = method, path = path, query_string = query_string, headers = headers, body = body,
-    http_version = http_version, remote_addr = remote_addr, remote_port = remote_port,
+    http_version = http_version, remote_addr = remote_addr, remote_port = remote_port, params = nil,
   }, mt)
 end
 

@@ -98,11 +98,10 @@ function _M:match(method, path)
   local dynamic = self.dynamic
   for i = 1, #dynamic do
     local entry = dynamic[i]
-    local caps = { match(path, entry.lpat) }
-    if caps[1] then
+    if find(path, entry.lpat) then  -- no captures table for the routes that do not match
       local h = pick(entry.handlers, method)
       if h then
-        local params, names = {}, entry.names
+        local caps, params, names = { match(path, entry.lpat) }, {}, entry.names
         for j = 1, #names do params[names[j]] = unescape(caps[j]) end
         return h, params
       end

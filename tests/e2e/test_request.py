@@ -96,6 +96,14 @@ class RequestObjectTest(harness.ServerTestCase):
         data = build_request("GET", "/header/x-some-thing", [("X-SOME-THING", "yes")])
         self.assertResponse(self.raw(data), 200, "yes")
 
+    def test_long_header_names_are_kept_whole(self):
+        # Two names that agree on their first 300 bytes stay two headers.
+        stem = "X-" + "a" * 300
+        d, _ = self.raw_describe(build_request("GET", "/req", [(stem + "-One", "1"),
+                                                               (stem + "-Two", "2")]))
+        self.assertEqual(d["headers"][stem.lower() + "-one"], "1")
+        self.assertEqual(d["headers"][stem.lower() + "-two"], "2")
+
     def test_absent_header_is_nil(self):
         self.assertResponse(self.raw(build_request("GET", "/header/X-Absent")), 200, "(nil)")
 

@@ -8,6 +8,15 @@ describe("squall.json.encode", function()
     assert.equal("[1,-1,9,10,-10,4294967296,-0]", json.encode({ 1, -1, 9, 10, -10, 2 ^ 32, -0.0 }))
   end)
 
+  it("writes integers past 2^53 as round-trip doubles", function()
+    assert.equal("[9007199254740994,1e+16,-1e+16]", json.encode({ 2 ^ 53 + 2, 1e16, -1e16 }))
+  end)
+
+  it("writes number keys as strings, in the same number format", function()
+    local o = json.decode(json.encode({ [1] = "a", [2.5] = "b", [-3] = "c" }))
+    assert.same({ ["1"] = "a", ["2.5"] = "b", ["-3"] = "c" }, o)
+  end)
+
   it("writes doubles with the fewest digits that read back to the same value", function()
     assert.equal("[0.1,0.3333333333333333,1e+300,2.5]", json.encode({ 0.1, 1 / 3, 1e300, 2.5 }))
     local third = json.decode(json.encode(1 / 3))
@@ -15,8 +24,9 @@ describe("squall.json.encode", function()
   end)
 
   it("raises for NaN and infinities", function()
-    assert.has_error(function() json.encode(0 / 0) end)
-    assert.has_error(function() json.encode(math.huge) end)
+    assert.has_error(function() json.encode(0 / 0) end, "cannot encode NaN as JSON")
+    assert.has_error(function() json.encode(math.huge) end, "cannot encode an infinite number as JSON")
+    assert.has_error(function() json.encode({ x = -math.huge }) end, "cannot encode an infinite number as JSON")
   end)
 
   it("writes db.null and nil as null, keeping the key", function()

@@ -28,9 +28,15 @@ describe("squall.request", function()
       req.params.note = "handlers may write to it"
       return { params = req.params }
     end)
-    local status, _, body = app:handle(new { path = "/static" })
+    local req = new { path = "/static" }
+    local status, _, body = app:handle(req)
     assert.equal(200, status)
     assert.equal('{"params":{"note":"handlers may write to it"}}', body)
+    assert.equal(req.params, req.params)
+    -- Each request gets its own: nothing written above leaks into the next one.
+    local fresh = new { path = "/static" }
+    assert.is_nil(rawget(fresh, "params"))
+    assert.same({}, fresh.params)
   end)
 
   it("gives an empty table for an empty query string", function()
