@@ -56,12 +56,18 @@ end
 
 describe("documentation samples", function()
   t.rollback_each()
+  local found = 0
   for _, file in ipairs(files) do
     for _, s in ipairs(samples(file)) do
+      found = found + 1
       it("runs " .. s.name, function()
         local app = run_sample(s)
         for line in s.code:gmatch("%-%- check: ([^\n]+)") do check(app, line, s.name) end
       end)
     end
   end
+
+  it("found the samples (a change in the fence format would silently skip them all)", function()
+    assert.is_true(found >= 10, "only " .. found .. " lua samples found in README.md and docs/")
+  end)
 end)

@@ -110,6 +110,7 @@ class QueueTimeoutTest(dbharness.ThrowawayDbTestCase):
         sleeper = hold_the_connection(self, "holder2", 2.5)
         elapsed, r = timed(self.get, "/tx/in-transaction")
         self.assertUnavailable(r)
+        self.assertLess(elapsed, 1.5)
         elapsed, r = timed(self.get, "/tx/after-end")
         self.assertUnavailable(r)
         self.assertLess(elapsed, 1.5)

@@ -286,7 +286,7 @@ def small_window(port):
 
 
 def read_head(s):
-    """Reads up to the end of the response head; returns (Content-Length, body bytes read after it)."""
+    """Reads up to the end of the response head; returns (Content-Length, the body bytes read with it)."""
     buf = b""
     while b"\r\n\r\n" not in buf:
         chunk = s.recv(65536)
@@ -297,7 +297,7 @@ def read_head(s):
     for line in head.split(b"\r\n"):
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
-            return int(value), len(rest)
+            return int(value), rest
     raise AssertionError("no Content-Length in %r" % head)
 
 
@@ -309,7 +309,8 @@ class SendTimeoutTest(harness.ServerTestCase):
         with small_window(self.port) as s:
             s.sendall(build_request("GET", "/big/32"))
             time.sleep(3)  # reads nothing for 3 send_timeouts
-            length, got = read_head(s)
+            length, rest = read_head(s)
+            got = len(rest)
             self.assertEqual(length, 32 * MIB)
             try:
                 while got < length:
@@ -332,21 +333,25 @@ class SlowReaderTest(harness.ServerTestCase):
         with small_window(self.port) as s:
             s.sendall(build_request("GET", "/big/16"))
             started = time.monotonic()
-            length, got = read_head(s)
-            next_pause = MIB
-            while got < length:
-                chunk = s.recv(min(1 << 16, length - got))
-                self.assertTrue(chunk, "closed after %d of %d bytes" % (got, length))
-                got += len(chunk)
-                if got >= next_pause:  # 0.1 s pauses, well under both timeouts
-                    time.sleep(0.1)
-                    next_pause += MIB
+            length, body = read_head(s)
+            body = bytearray(body)
+            next_pause = 4 * MIB
+            while len(body) < length:
+                chunk = s.recv(min(1 << 16, length - len(body)))
+                self.assertTrue(chunk, "closed after %d of %d bytes" % (len(body), length))
+                body += chunk
+                if len(body) >= next_pause:  # 0.45 s without reading: under both timeouts
+                    time.sleep(0.45)
+                    next_pause += 4 * MIB
             self.assertGreater(time.monotonic() - started, 1.2, "read too fast to test the timeouts")
+            self.assertTrue(body == b"0123456789abcdef" * (length // 16), "the body is not the one sent")
             s.sendall(build_request("GET", "/hello/again"))
-            length, got = read_head(s)
-            while got < length:
-                got += len(s.recv(length - got))
-            self.assertEqual(got, len("Hello, again"))
+            length, body = read_head(s)
+            while len(body) < length:
+                chunk = s.recv(length - len(body))
+                self.assertTrue(chunk, "closed inside the second response")
+                body += chunk
+            self.assertEqual(body, b"Hello, again")
 
 
 class MaxConnectionsTest(harness.ServerTestCase):
