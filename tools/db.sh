@@ -22,12 +22,17 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-as_root() { mariadb --no-defaults -uroot --socket="$sock" "$@"; }
+# The data directory is installed with unix-socket authentication for root and for the user that
+# installed it (mariadb-install-db --user): connecting as the OS user works for root and others.
+as_root() { mariadb --no-defaults -u"$user" --socket="$sock" "$@"; }
 
-alive() { [ -S "$sock" ] && mariadb-admin --no-defaults -uroot --socket="$sock" ping >/dev/null 2>&1; }
+alive() { [ -S "$sock" ] && mariadb-admin --no-defaults -u"$user" --socket="$sock" ping >/dev/null 2>&1; }
 
 start() {
   mkdir -p "$dir"
+  # Two starts at once (the plain and the ASan test copies) would install and start twice.
+  exec 9>"$dir/.lock"
+  flock 9
   if alive; then load_schema; return 0; fi
   if [ ! -d "$data/mysql" ]; then
     rm -rf "$data"
@@ -69,7 +74,7 @@ load_schema() {
 
 stop() {
   if alive; then
-    mariadb-admin --no-defaults -uroot --socket="$sock" shutdown >/dev/null 2>&1 || true
+    mariadb-admin --no-defaults -u"$user" --socket="$sock" shutdown >/dev/null 2>&1 || true
   fi
   for _ in $(seq 1 100); do
     [ -f "$pidf" ] || break

@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -117,8 +118,8 @@ class Database:
         """Run statement(s) with the mariadb client; rows as lists of strings (NULL -> None)."""
         args = ["mariadb", "--no-defaults", "--batch", "--skip-column-names", "--raw",
                 "--socket=%s" % self.socket]
-        if root:
-            args.append("-uroot")
+        if root:  # the OS user is an admin by socket authentication (tools/db.sh)
+            args.append("-u%s" % pwd.getpwuid(os.getuid()).pw_name)
         else:
             args += ["-u%s" % self.user, "-p%s" % self.password]
         if database:
