@@ -9,7 +9,7 @@ import csv
 import math
 import sys
 
-from report import fmt, median, num  # same parsing and formatting as the HTTP report
+from report import env_value, fmt, median, num  # same parsing and formatting as the HTTP report
 
 L_TARGET = 0.55     # /db req/s as a fraction of L = 1/(1/Q + 1/P): at least
 CPU_TARGET = 2.5    # Squall CPU us per /db request / per /plaintext request: at most
@@ -22,13 +22,6 @@ def label(row):
         if test.startswith(r) and test[len(r):].isdigit():
             return f"/{r}?queries={test[len(r):]}", conns
     return LABELS.get(test, test), conns
-
-
-def env_value(env, key):
-    for l in env:
-        if l.startswith(key + ":"):
-            return l.split(":", 1)[1].strip()
-    return None
 
 
 def table(header, rows, left=1):

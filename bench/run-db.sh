@@ -197,13 +197,7 @@ measure_job() {  # rep kind(route|ceiling) row pool
     total=$(awk -F'\t' '{ printf "%.2f", $18 + $19 }' <<<"$M_LINE")
     log "$(awk -F'\t' -v rep="$rep" '{ printf "%-9s %-13s pool %-2s rep %d: %9.0f %s  p99 %7s ms  squall %7s us/req  mariadb %7s us/req %7s us/query  errors %d  other load %.2f",
       $1, $2, $3, rep, $5, ($1 == "dbceiling" ? "queries/s" : "req/s    "), $6, $8, $10, $12, $14, $18 + $19 }' <<<"$M_LINE")"
-    if awk -v a="$total" -v b="$best_other" 'BEGIN { exit !(a < b) }'; then
-      best_line=$M_LINE; best_other=$total; mv "$out.try" "$out"
-      best_logerr=$M_LOGERR; best_logfirst=$M_LOGFIRST
-    fi
-    awk -v a="$best_other" -v m="$MAX_OTHER" 'BEGIN { exit !(a > m) }' && [ "$attempt" -lt "$RETRIES" ] || break
-    attempt=$((attempt + 1))
-    log "  other processes used more than $MAX_OTHER cores during the run: repeating it ($attempt/$RETRIES)"
+    keep_least_disturbed "$M_LINE" "$total" "$out" || break
   done
   # insert rep after pool (column 4)
   awk -F'\t' -v OFS='\t' -v rep="$rep" -v a="$attempt" '{ $3 = $3 OFS rep; print $0, a }' <<<"$best_line" >>"$RAW"

@@ -339,6 +339,18 @@ wait_quiet() {
   done
 }
 
+# After an attempt at a run: keeps it when other processes disturbed it least so far (the best_*
+# variables of the caller, attempt counting from 0) and succeeds when it is to be repeated.
+keep_least_disturbed() {  # line total out (out.try holds the attempt's output)
+  if awk -v a="$2" -v b="$best_other" 'BEGIN { exit !(a < b) }'; then
+    best_line=$1; best_other=$2; mv "$3.try" "$3"
+    best_logerr=$M_LOGERR; best_logfirst=$M_LOGFIRST
+  fi
+  awk -v a="$best_other" -v m="$MAX_OTHER" 'BEGIN { exit !(a > m) }' && [ "$attempt" -lt "$RETRIES" ] || return 1
+  attempt=$((attempt + 1))
+  log "  other processes used more than $MAX_OTHER cores during the run: repeating it ($attempt/$RETRIES)"
+}
+
 measure() {  # rep row server port
   local rep=$1 row=$2 name=$3 port=$4 attempt=0 out line best_line="" best_other=999 total
   local best_logerr=0 best_logfirst=
@@ -352,14 +364,7 @@ measure() {  # rep row server port
     line=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s' \
       "$name" "$row" "$rep" "$M_REQ" "$M_RPS" "$M_P99" "$M_TICKS" "$M_CPU_US" "$M_RSS" \
       "$((M_ERR + M_NON2XX))" "$M_CORES" "$M_WRK_US" "$M_OTHER" "$M_STEAL")
-    # keep the attempt disturbed least by other processes
-    if awk -v a="$total" -v b="$best_other" 'BEGIN { exit !(a < b) }'; then
-      best_line=$line; best_other=$total; mv "$out.try" "$out"
-      best_logerr=$M_LOGERR; best_logfirst=$M_LOGFIRST
-    fi
-    awk -v a="$best_other" -v m="$MAX_OTHER" 'BEGIN { exit !(a > m) }' && [ "$attempt" -lt "$RETRIES" ] || break
-    attempt=$((attempt + 1))
-    log "  other processes used more than $MAX_OTHER cores during the run: repeating it ($attempt/$RETRIES)"
+    keep_least_disturbed "$line" "$total" "$out" || break
   done
   printf '%s\t%s\n' "$best_line" "$attempt" >>"$RAW"
   if [ "$best_logerr" -gt 0 ]; then
