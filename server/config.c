@@ -3,8 +3,8 @@
  * Runs on the main thread before anything else starts. The file is plain Lua returning a table; it
  * runs in its own lua_State that is closed before workers start, so nothing in a worker's VM can
  * depend on it. Validation is driven by one schema table so that every key has exactly one
- * definition of its type, range and default, and an unknown or mistyped key is reported by its
- * dotted name. */
+ * definition of its type and range (defaults are in set_defaults), and an unknown or mistyped key
+ * is reported by its dotted name. */
 #include "config.h"
 
 #include <lauxlib.h>
@@ -283,7 +283,7 @@ int sq_config_load(sq_config_t *c, const char *path, char *err, size_t errlen)
   memset(c, 0, sizeof *c);
   c->path = sq_strdup(path);
   const char *slash = strrchr(path, '/');
-  c->dir = slash ? strndup(path, (size_t)(slash == path ? 1 : slash - path)) : sq_strdup(".");
+  c->dir = sq_strndup(slash ? path : ".", slash ? (size_t)(slash == path ? 1 : slash - path) : 1);
   set_defaults(c);
   replace_str(&c->scripts, resolve(c->dir, "scripts"));
 

@@ -344,7 +344,9 @@ static void drop_connection(sq_db_conn_t *c)
   set_up(c, 0);
 }
 
-static MYSQL *open_connection(const sq_db_config_t *cfg, char *err, size_t errlen, unsigned *code)
+/* io_timeout: also bound each read and write by connect_timeout (the watchdog's side connection,
+ * which must never hang; query connections wait as long as query_timeout allows). */
+static MYSQL *open_connection(const sq_db_config_t *cfg, int io_timeout, char *err, size_t errlen, unsigned *code)
 {
   MYSQL *m = mysql_init(NULL);
   if (!m)
@@ -352,6 +354,10 @@ static MYSQL *open_connection(const sq_db_config_t *cfg, char *err, size_t errle
   unsigned timeout = (unsigned)ceil(cfg->connect_timeout);
   my_bool off = 0;
   mysql_options(m, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+  if (io_timeout) {
+    mysql_options(m, MYSQL_OPT_READ_TIMEOUT, &timeout);
+    mysql_options(m, MYSQL_OPT_WRITE_TIMEOUT, &timeout);
+  }
   mysql_options(m, MYSQL_OPT_RECONNECT, &off);  /* a silent reconnect would lose session state */
   mysql_options(m, MYSQL_SET_CHARSET_NAME, cfg->charset);
   const char *host = cfg->socket ? "localhost" : cfg->host;
@@ -368,7 +374,7 @@ static MYSQL *open_connection(const sq_db_config_t *cfg, char *err, size_t errle
 static int connect_conn(sq_db_conn_t *c)
 {
   const sq_db_config_t *cfg = &c->pool->cfg;
-  MYSQL *m = open_connection(cfg, c->last_err, sizeof c->last_err, &c->last_errno);
+  MYSQL *m = open_connection(cfg, 0, c->last_err, sizeof c->last_err, &c->last_errno);
   uint64_t now = uv_hrtime();
   if (!m) {
     c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : SQ_BACKOFF_MIN_MS;
@@ -989,7 +995,7 @@ static void kill_query(sq_db_pool_t *p, sq_db_conn_t *c)
   if (!p->side) {
     char err[256];
     unsigned code;
-    p->side = open_connection(&p->cfg, err, sizeof err, &code);
+    p->side = open_connection(&p->cfg, 1, err, sizeof err, &code);
     if (!p->side) {
       sq_log(SQ_LOG_WARN, "db: cannot open the side connection for KILL QUERY: %s", err);
       return;

@@ -37,6 +37,13 @@ static inline char *sq_strdup(const char *s)
   return memcpy(sq_malloc(n), s, n);
 }
 
+static inline char *sq_strndup(const char *s, size_t n)
+{
+  char *d = memcpy(sq_malloc(n + 1), s, n);
+  d[n] = '\0';
+  return d;
+}
+
 /* A growable byte buffer; buffers are reused across requests, so `len` resets and `cap` stays. */
 typedef struct {
   char *data;
