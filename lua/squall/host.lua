@@ -71,6 +71,29 @@ local function guarded_resume(co, ...)
   return co_resume(co, ...)
 end
 
+-- Runs `app` for `req` as the host serves it; returns status, content_type, body, headers and,
+-- for a 500 or 503, the message for the error log. Shared with squall.test.dispatch, so that an
+-- in-process request ends the way a served one does.
+local function run(app, req, debug_mode)
+  local ok, status, ctype, rbody, rheaders = xpcall(app.handle, on_error, app, req)
+  if ok then return status, ctype, rbody, rheaders end
+  local e = status
+  if is_http_error(e) then
+    local msg = e.message
+    if type(msg) == "table" then return e.status, JSON, encode(msg), e.headers end
+    return e.status, TEXT, msg == nil and "" or tostring(msg), e.headers
+  end
+  if type(e) == "table" and e.unavailable then
+    -- The database cannot serve now; the app is fine. The log keeps the cause.
+    return 503, TEXT, "Service Unavailable\n", nil, e.log
+  end
+  if debug_mode then
+    return 500, TEXT, "Internal Server Error\n\n" .. e .. "\n", nil, e
+  end
+  return 500, TEXT, "Internal Server Error\n", nil, e
+end
+_M.run = run
+
 -- Runs in the loader coroutine; returns the request entry point and the header metatable.
 function _M.load(app_module)
   require = yieldable_require
@@ -79,27 +102,11 @@ function _M.load(app_module)
   if type(app) ~= "table" or type(app.handle) ~= "function" then
     error("module '" .. app_module .. "' must return a squall app (squall.app()), got " .. type(app), 0)
   end
-  local handle = app.handle
   local debug_mode = core.debug
 
   return function(method, path, query_string, headers, body, http_version, remote_addr, remote_port)
-    local req = request_new(method, path, query_string, headers, body, http_version, remote_addr, remote_port)
-    local ok, status, ctype, rbody, rheaders = xpcall(handle, on_error, app, req)
-    if ok then return status, ctype, rbody, rheaders end
-    local e = status
-    if is_http_error(e) then
-      local msg = e.message
-      if type(msg) == "table" then return e.status, JSON, encode(msg), e.headers end
-      return e.status, TEXT, msg == nil and "" or tostring(msg), e.headers
-    end
-    if type(e) == "table" and e.unavailable then
-      -- The database cannot serve now; the app is fine. The log keeps the cause.
-      return 503, TEXT, "Service Unavailable\n", nil, e.log
-    end
-    if debug_mode then
-      return 500, TEXT, "Internal Server Error\n\n" .. e .. "\n", nil, e
-    end
-    return 500, TEXT, "Internal Server Error\n", nil, e
+    return run(app, request_new(method, path, query_string, headers, body, http_version, remote_addr,
+                                remote_port), debug_mode)
   end, request.headers_mt
 end
 

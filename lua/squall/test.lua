@@ -18,7 +18,7 @@ local core = require "squall.core"
 local cjson = require "cjson.safe"
 local db = require "squall.db"
 local request = require "squall.request"
-local squall = require "squall"
+local host = require "squall.host"
 
 local type, pairs, tostring, error, setmetatable = type, pairs, tostring, error, setmetatable
 local concat, sort, unpack, select, ipairs = table.concat, table.sort, unpack, select, ipairs
@@ -73,6 +73,13 @@ local function has_header(h, name)
   end
 end
 
+-- The body opts asks for (raw `body`, `json` or `form`) and the Content-Type that goes with it.
+local function body_of(opts)
+  if opts.json ~= nil then return cjson.encode(opts.json), "application/json" end
+  if opts.form ~= nil then return encode_form(opts.form), "application/x-www-form-urlencoded" end
+  return opts.body or "", nil
+end
+
 -- opts: headers, query (table), body (raw string), json (table), form (table), timeout (s).
 function Client:request(method, path, opts)
   opts = opts or {}
@@ -80,16 +87,8 @@ function Client:request(method, path, opts)
   local headers = {}
   for k, v in pairs(self.headers) do headers[k] = v end
   for k, v in pairs(opts.headers or {}) do headers[k] = v end
-  local body = opts.body or ""
-  if opts.json ~= nil then
-    body = cjson.encode(opts.json)
-    if not has_header(headers, "content-type") then headers["Content-Type"] = "application/json" end
-  elseif opts.form ~= nil then
-    body = encode_form(opts.form)
-    if not has_header(headers, "content-type") then
-      headers["Content-Type"] = "application/x-www-form-urlencoded"
-    end
-  end
+  local body, ctype = body_of(opts)
+  if ctype and not has_header(headers, "content-type") then headers["Content-Type"] = ctype end
   if opts.query then
     path = path .. (path:find("?", 1, true) and "&" or "?") .. encode_form(opts.query)
   end
@@ -116,34 +115,23 @@ end
 
 -- In-process: runs `app`'s handler for a request without a socket (no parser, no framing),
 -- for apps that are not the one being served, such as the samples in the docs. Errors become
--- what the host would send: an HTTP error its status and body, anything else 500 with the
--- error in `res.error`. opts as for the client.
+-- what the host would send (squall.host runs both): an HTTP error its status, headers and body,
+-- a database that cannot serve 503, anything else 500; for those two the logged message, with
+-- its traceback, is in `res.error`. opts as for the client.
 function _M.dispatch(app, method, path, opts)
   opts = opts or {}
   local headers = setmetatable({}, request.headers_mt)
   for k, v in pairs(opts.headers or {}) do headers[lower(k)] = v end
-  local body = opts.body or ""
-  if opts.json ~= nil then
-    body = cjson.encode(opts.json)
-    headers["content-type"] = headers["content-type"] or "application/json"
-  elseif opts.form ~= nil then
-    body = encode_form(opts.form)
-  end
+  local body, ctype = body_of(opts)
+  if ctype then headers["content-type"] = headers["content-type"] or ctype end
   local qs = path:match("%?(.*)$") or ""
   if opts.query then qs = (qs == "" and "" or qs .. "&") .. encode_form(opts.query) end
   local req = request.new(method:upper(), path:gsub("%?.*$", ""), qs, headers, body, "1.1", "127.0.0.1", 0)
-  local ok, status, ctype, rbody, rheaders = pcall(app.handle, app, req)
-  local res = setmetatable({ headers = setmetatable({}, request.headers_mt) }, Response)
-  if ok then
-    res.status, res.body = status, rbody
-    for k, v in pairs(rheaders or {}) do res.headers[lower(k)] = v end
-    if ctype then res.headers["content-type"] = ctype end
-  elseif squall.is_http_error(status) then
-    res.status = status.status
-    res.body = type(status.message) == "table" and cjson.encode(status.message) or tostring(status.message or "")
-  else
-    res.status, res.body, res.error = 500, "Internal Server Error\n", status
-  end
+  local status, ctype, rbody, rheaders, log = host.run(app, req, false)
+  local res = setmetatable({ status = status, body = rbody, error = log,
+                             headers = setmetatable({}, request.headers_mt) }, Response)
+  for k, v in pairs(rheaders or {}) do res.headers[lower(k)] = v end
+  if ctype then res.headers["content-type"] = ctype end
   return res
 end
 
