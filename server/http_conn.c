@@ -449,6 +449,11 @@ void sq_conn_response_begin(sq_conn_t *c, int status)
   sq_buf_append(&c->out, date, strlen(date));
 }
 
+void sq_conn_response_content_type(sq_conn_t *c, const char *value, size_t vlen)
+{
+  sq_http_header(&c->out, "Content-Type", 12, value, vlen);
+}
+
 int sq_conn_response_header(sq_conn_t *c, const char *name, size_t nlen, const char *value, size_t vlen)
 {
   if (!sq_http_header_ok(name, nlen, value, vlen))

@@ -52,6 +52,8 @@ sq_worker_t *sq_conn_worker(const sq_conn_t *c);
  * path underneath is incremental, so a streaming variant can add chunks after the head. */
 void sq_conn_response_begin(sq_conn_t *c, int status);
 int sq_conn_response_header(sq_conn_t *c, const char *name, size_t nlen, const char *value, size_t vlen);
+/* The Content-Type the host itself chose (squall.response's constants): written unchecked. */
+void sq_conn_response_content_type(sq_conn_t *c, const char *value, size_t vlen);
 void sq_conn_response_abort(sq_conn_t *c);
 void sq_conn_response_end(sq_conn_t *c, const char *body, size_t len);
 

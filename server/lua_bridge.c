@@ -312,7 +312,7 @@ static void respond_status(sq_conn_t *c, int status)
   char body[64];
   int n = snprintf(body, sizeof body, "%s\n", sq_http_reason(status));
   sq_conn_response_begin(c, status);
-  sq_conn_response_header(c, "Content-Type", 12, "text/plain; charset=utf-8", 25);
+  sq_conn_response_content_type(c, "text/plain; charset=utf-8", 25);
   sq_conn_response_end(c, body, (size_t)n);
 }
 
@@ -360,7 +360,7 @@ static void respond_from_stack(sq_conn_t *c, lua_State *co)
   size_t len;
   const char *s;
   if ((s = lua_tolstring(co, 2, &len)) != NULL)
-    sq_conn_response_header(c, "Content-Type", 12, s, len);
+    sq_conn_response_content_type(c, s, len);  /* squall.response's TEXT or JSON */
   if (lua_istable(co, 4)) {
     lua_pushnil(co);
     while (lua_next(co, 4)) {
