@@ -32,6 +32,10 @@ struct sq_reload_s {
   uv_timer_t scan;
   uv_async_t reply;
   int in_progress, again;
+  /* SIGHUPs received; how many of them the attempt in progress began after; the same for the
+   * last finished attempt, whose verdict the status file holds. `squall reload` waits for a
+   * verdict that covers its own signal. */
+  unsigned hups, covers, verdict_covers;
   uint64_t fingerprint;
   int dirty;
   uint64_t changed_at;
@@ -59,7 +63,8 @@ static void write_status(sq_reload_t *r)
   if (!f)
     return;
   uv_mutex_lock(&s->status_lock);
-  fprintf(f, "attempts=%u\nok=%d\ngeneration=%d\nerror=", s->reload_attempts, s->reload_ok, s->generation);
+  fprintf(f, "hups=%u\ncovers=%u\nattempts=%u\nok=%d\ngeneration=%d\nerror=", r->hups, r->verdict_covers,
+          s->reload_attempts, s->reload_ok, s->generation);
   for (const char *p = s->reload_error; *p; p++)
     fputc(*p == '\n' ? ' ' : *p, f);
   fputc('\n', f);
@@ -73,6 +78,7 @@ static void write_status(sq_reload_t *r)
 static void begin(sq_reload_t *r, const char *why)
 {
   r->in_progress = 1;
+  r->covers = r->hups;
   sq_log(SQ_LOG_INFO, "reload: %s: loading a new generation in %d worker%s", why, r->s->nworkers,
          r->s->nworkers == 1 ? "" : "s");
   /* LOADING is set here, not by the workers, so that a slow worker's answer to the previous
@@ -125,6 +131,7 @@ static void on_reply(uv_async_t *a)
     sq_log(SQ_LOG_ERROR, "reload failed, generation %d keeps serving: %s", gen, failed);
   else
     sq_log(SQ_LOG_INFO, "reload: generation %d is serving", gen);
+  r->verdict_covers = r->covers;
   write_status(r);
   r->in_progress = 0;
   if (r->again) {
@@ -137,7 +144,10 @@ static void on_reply(uv_async_t *a)
 
 static void on_sighup(uv_signal_t *h, int signum)
 {
-  sq_reload_request(h->data, "SIGHUP");
+  sq_reload_t *r = h->data;
+  r->hups++;
+  sq_reload_request(r, "SIGHUP");
+  write_status(r);  /* tells a waiting `squall reload` that its signal was counted */
 }
 
 static uint64_t mix(uint64_t h, uint64_t v)
@@ -269,7 +279,7 @@ void sq_reload_push_status(lua_State *L, sq_server_t *s)
 /* ---- squall reload ----------------------------------------------------------------------- */
 
 typedef struct {
-  unsigned attempts;
+  unsigned hups, covers, attempts;
   int ok, generation;
   char error[2048];
 } status_t;
@@ -283,7 +293,11 @@ static int read_status(const char *path, status_t *st)
   char line[2200];
   while (fgets(line, sizeof line, f)) {
     line[strcspn(line, "\n")] = '\0';
-    if (strncmp(line, "attempts=", 9) == 0)
+    if (strncmp(line, "hups=", 5) == 0)
+      st->hups = (unsigned)strtoul(line + 5, NULL, 10);
+    else if (strncmp(line, "covers=", 7) == 0)
+      st->covers = (unsigned)strtoul(line + 7, NULL, 10);
+    else if (strncmp(line, "attempts=", 9) == 0)
       st->attempts = (unsigned)strtoul(line + 9, NULL, 10);
     else if (strncmp(line, "ok=", 3) == 0)
       st->ok = atoi(line + 3);
@@ -319,16 +333,24 @@ int sq_reload_cli(const sq_config_t *cfg)
     free(spath);
     return 1;
   }
+  /* A reload may already be loading when the signal lands; its verdict is not ours, since it
+   * began before the files we were asked about. Ours is the first attempt that began once the
+   * server had counted `mine` signals, `mine` being at least our own signal's number. */
+  unsigned mine = 0;
   for (int i = 0; i < SQ_CLI_WAIT_S * 20; i++) {
     usleep(50000);
-    if (read_status(spath, &now) == 0 && now.attempts > before.attempts) {
-      free(spath);
-      if (now.ok) {
-        printf("squall reload: ok, generation %d is serving\n", now.generation);
-        return 0;
+    if (read_status(spath, &now) == 0) {
+      if (!mine && now.hups > before.hups)
+        mine = now.hups;
+      if (mine && now.covers >= mine) {
+        free(spath);
+        if (now.ok) {
+          printf("squall reload: ok, generation %d is serving\n", now.generation);
+          return 0;
+        }
+        fprintf(stderr, "squall reload: failed, generation %d keeps serving: %s\n", now.generation, now.error);
+        return 1;
       }
-      fprintf(stderr, "squall reload: failed, generation %d keeps serving: %s\n", now.generation, now.error);
-      return 1;
     }
     if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
       free(spath);

@@ -83,6 +83,28 @@ class ReloadCliTest(ReloadTestCase):
         self.assertEqual(r.returncode, 1, "%r %r" % (r.stdout, r.stderr))
         self.assertIn("exited before it answered", r.stderr)
 
+    def test_reload_reports_the_attempt_that_began_after_its_signal_not_one_already_loading(self):
+        server = self.make_server("v1")
+        server.start()
+        # A reload of a broken version is still loading when the user fixes the file and asks.
+        server.write_script("app.lua", app_source('"v2"', header="io.stderr:write('v2 was read\\n')\n"
+                                                               "squall.sleep(1)\nerror('v2 is broken')\n"))
+        server.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "v2 was read" not in server.log():
+            self.assertLess(time.monotonic(), deadline, "the first reload never read v2")
+            time.sleep(0.02)
+        # v3 loads slowly too, so the failed verdict is on view for a while before v3's.
+        server.write_script("app.lua", app_source('"v3"', header="squall.sleep(0.5)\n"))
+        r = self.cli(server.config_path)
+        self.assertEqual((r.returncode, r.stderr), (0, ""), "reported the broken reload already "
+                         "loading instead of its own: %r" % r.stdout)
+        self.assertIn("generation 1 is serving", r.stdout)
+        self.assertServes("v3")
+        self.assertEqual(server.loading_count(), 2)
+        self.assertEqual(server.status(), {"ok": True, "generation": 1, "attempts": 2})
+        server.stop()
+
     def test_pid_file_is_relative_to_config_and_removed_at_exit_with_its_status_file(self):
         server = self.make_server()
         server.start(cwd="/")    # not the config's directory
