@@ -47,7 +47,7 @@ start() {
     --port="$port" --bind-address=127.0.0.1 --skip-name-resolve --innodb-buffer-pool-size=128M \
     --innodb-log-file-size=48M --innodb-flush-log-at-trx-commit=2 --max-connections=500 \
     --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
-    --log-error="$dir/error.log" >/dev/null 2>&1 &
+    --log-error="$dir/error.log" >/dev/null 2>&1 9>&- &   # 9>&-: the server must not inherit the lock
   for _ in $(seq 1 150); do
     alive && break
     sleep 0.1
