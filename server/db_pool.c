@@ -23,6 +23,7 @@
 #include <mysqld_error.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 
@@ -36,12 +37,29 @@
 #define SQ_HOLD_NS (1000ull * 1000ull)
 #define SQ_FAST_NS (250ull * 1000ull)
 
+/* Where one result column is fetched to. */
+typedef struct {
+  union {
+    long long i;
+    double d;
+    MYSQL_TIME t;
+  } v;
+  char *buf;
+  unsigned long len;
+  my_bool is_null, error;
+} out_col_t;
+
 typedef struct stmt_entry_s {
   char *sql;
   size_t len;
   uint64_t hash;
   MYSQL_STMT *stmt;
   uint64_t last_ns;            /* how long its last execution took */
+  /* The result binding, built on first use and kept while the columns keep their types: a point
+   * select then costs no allocation here. String buffers only grow. */
+  int ncols;
+  MYSQL_BIND *rbind;
+  out_col_t *rout;
   struct stmt_entry_s *prev, *next;  /* LRU, most recent first */
   struct stmt_entry_s *hnext;
 } stmt_entry_t;
@@ -287,6 +305,17 @@ static stmt_entry_t *cache_get(sq_db_conn_t *c, const char *sql, size_t len, uin
   return e;
 }
 
+static void free_binding(stmt_entry_t *e)
+{
+  for (int i = 0; i < e->ncols; i++)
+    free(e->rout[i].buf);
+  free(e->rout);
+  free(e->rbind);
+  e->rout = NULL;
+  e->rbind = NULL;
+  e->ncols = 0;
+}
+
 static void cache_remove(sq_db_conn_t *c, stmt_entry_t *e)
 {
   stmt_entry_t **pp = &c->buckets[e->hash & (c->nbuckets - 1)];
@@ -295,6 +324,7 @@ static void cache_remove(sq_db_conn_t *c, stmt_entry_t *e)
   *pp = e->hnext;
   lru_unlink(c, e);
   mysql_stmt_close(e->stmt);
+  free_binding(e);
   free(e->sql);
   free(e);
   c->ncached--;
@@ -563,58 +593,75 @@ static void stmt_error(sq_db_conn_t *c, sq_db_job_t *j, MYSQL_STMT *st)
   error_from(c, j, mysql_stmt_errno(st), mysql_stmt_sqlstate(st), mysql_stmt_error(st));
 }
 
-static void read_stmt_result(sq_db_conn_t *c, sq_db_job_t *j, MYSQL_STMT *st)
+static enum enum_field_types bind_type(const MYSQL_FIELD *f)
 {
+  if (is_integer_type(f->type))
+    return MYSQL_TYPE_LONGLONG;
+  if (f->type == MYSQL_TYPE_FLOAT || f->type == MYSQL_TYPE_DOUBLE)
+    return MYSQL_TYPE_DOUBLE;
+  if (is_time_type(f->type))
+    return f->type;
+  return MYSQL_TYPE_STRING;
+}
+
+/* Makes e's result binding fit the columns of this execution (a schema change can alter them
+ * under a cached statement) and every string buffer hold its column's longest value. */
+static void fit_binding(stmt_entry_t *e, const MYSQL_FIELD *f, int ncols)
+{
+  int same = e->rbind && e->ncols == ncols;
+  for (int i = 0; same && i < ncols; i++)
+    same = e->rbind[i].buffer_type == bind_type(&f[i]) &&
+           e->rbind[i].is_unsigned == ((f[i].flags & UNSIGNED_FLAG) != 0);
+  if (!same) {
+    free_binding(e);
+    e->ncols = ncols;
+    e->rbind = sq_calloc((size_t)ncols ? (size_t)ncols : 1, sizeof *e->rbind);
+    e->rout = sq_calloc((size_t)ncols ? (size_t)ncols : 1, sizeof *e->rout);
+    for (int i = 0; i < ncols; i++) {
+      MYSQL_BIND *b = &e->rbind[i];
+      out_col_t *o = &e->rout[i];
+      b->is_null = &o->is_null;
+      b->length = &o->len;
+      b->error = &o->error;
+      b->buffer_type = bind_type(&f[i]);
+      b->is_unsigned = (f[i].flags & UNSIGNED_FLAG) != 0;
+      b->buffer = b->buffer_type == MYSQL_TYPE_STRING ? NULL : (void *)&o->v;
+    }
+  }
+  for (int i = 0; i < ncols; i++) {
+    MYSQL_BIND *b = &e->rbind[i];
+    size_t want = f[i].max_length ? f[i].max_length : 1;
+    if (b->buffer_type == MYSQL_TYPE_STRING && b->buffer_length < want) {
+      e->rout[i].buf = sq_realloc(e->rout[i].buf, want);
+      b->buffer = e->rout[i].buf;
+      b->buffer_length = want;
+    }
+  }
+}
+
+static void read_stmt_result(sq_db_conn_t *c, sq_db_job_t *j, stmt_entry_t *e)
+{
+  MYSQL_STMT *st = e->stmt;
   sq_db_result_t *r = &j->res;
   if (mysql_stmt_store_result(st) != 0) {
     stmt_error(c, j, st);
     mysql_stmt_free_result(st);
     return;
   }
-  /* Fetched after store_result so that max_length (STMT_ATTR_UPDATE_MAX_LENGTH) is filled in and
-   * every string buffer can be sized once. */
-  MYSQL_RES *meta = mysql_stmt_result_metadata(st);
-  MYSQL_FIELD *f = mysql_fetch_fields(meta);
-  int ncols = (int)mysql_num_fields(meta);
+  /* Read after store_result, which fills in max_length (STMT_ATTR_UPDATE_MAX_LENGTH). These are
+   * the statement's own fields, not a copy: nothing here outlives this execution. */
+  const MYSQL_FIELD *f = mariadb_stmt_fetch_fields(st);
+  int ncols = (int)mysql_stmt_field_count(st);
+  fit_binding(e, f, ncols);
+  MYSQL_BIND *b = e->rbind;
+  out_col_t *o = e->rout;
   r->has_rows = 1;
   r->ncols = ncols;
   r->nrows = (size_t)mysql_stmt_num_rows(st);
   r->cols = sq_calloc((size_t)ncols ? (size_t)ncols : 1, sizeof *r->cols);
   r->cells = sq_calloc(r->nrows * (size_t)ncols + 1, sizeof *r->cells);
-  MYSQL_BIND *b = sq_calloc((size_t)ncols ? (size_t)ncols : 1, sizeof *b);
-  struct out {
-    union {
-      long long i;
-      double d;
-      MYSQL_TIME t;
-    } v;
-    char *buf;
-    unsigned long len;
-    my_bool is_null, error;
-  } *o = sq_calloc((size_t)ncols ? (size_t)ncols : 1, sizeof *o);
-  for (int i = 0; i < ncols; i++) {
+  for (int i = 0; i < ncols; i++)
     add_column(r, i, f[i].name, f[i].name_length);
-    b[i].is_null = &o[i].is_null;
-    b[i].length = &o[i].len;
-    b[i].error = &o[i].error;
-    if (is_integer_type(f[i].type)) {
-      b[i].buffer_type = MYSQL_TYPE_LONGLONG;
-      b[i].buffer = &o[i].v.i;
-      b[i].is_unsigned = (f[i].flags & UNSIGNED_FLAG) != 0;
-    } else if (f[i].type == MYSQL_TYPE_FLOAT || f[i].type == MYSQL_TYPE_DOUBLE) {
-      b[i].buffer_type = MYSQL_TYPE_DOUBLE;
-      b[i].buffer = &o[i].v.d;
-    } else if (is_time_type(f[i].type)) {
-      b[i].buffer_type = f[i].type;
-      b[i].buffer = &o[i].v.t;
-    } else {
-      size_t cap = f[i].max_length ? f[i].max_length : 1;
-      o[i].buf = sq_malloc(cap);
-      b[i].buffer_type = MYSQL_TYPE_STRING;
-      b[i].buffer = o[i].buf;
-      b[i].buffer_length = cap;
-    }
-  }
   int rc = mysql_stmt_bind_result(st, b) ? 1 : 0;
   for (size_t n = 0; rc == 0; n++) {
     rc = mysql_stmt_fetch(st);
@@ -652,16 +699,22 @@ static void read_stmt_result(sq_db_conn_t *c, sq_db_job_t *j, MYSQL_STMT *st)
   }
   if (rc == 1)
     stmt_error(c, j, st);
-  for (int i = 0; i < ncols; i++)
-    free(o[i].buf);
-  free(o);
-  free(b);
-  mysql_free_result(meta);
   mysql_stmt_free_result(st);
 }
 
-/* h: fnv1a of the SQL, computed once per job by conn_main. */
-static void run_prepared(sq_db_conn_t *c, sq_db_job_t *j, uint64_t h)
+/* Whether a statement only reads (SELECT or WITH, maybe parenthesised), so that running it a
+ * second time changes nothing. */
+static int reads_only(const char *sql, size_t len)
+{
+  size_t i = 0;
+  while (i < len && (sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\r' || sql[i] == '\n' || sql[i] == '('))
+    i++;
+  return (len - i > 6 && strncasecmp(sql + i, "select", 6) == 0) ||
+         (len - i > 4 && strncasecmp(sql + i, "with", 4) == 0);
+}
+
+/* h: fnv1a of the SQL, computed once per job by conn_main. may_retry: see CR_NEW_STMT_METADATA. */
+static void run_prepared(sq_db_conn_t *c, sq_db_job_t *j, uint64_t h, int may_retry)
 {
   const char *sql = j->in.data;
   size_t len = j->sql_len;
@@ -723,6 +776,13 @@ static void run_prepared(sq_db_conn_t *c, sq_db_job_t *j, uint64_t h)
     }
   }
   if ((j->nparams && mysql_stmt_bind_param(st, pb) != 0) || mysql_stmt_execute(st) != 0) {
+    /* The table behind a cached statement gained or lost columns (a migration while serving).
+     * The server has run it already; a read can simply run again, prepared anew. */
+    if (mysql_stmt_errno(st) == CR_NEW_STMT_METADATA && may_retry && reads_only(sql, len)) {
+      cache_remove(c, e);  /* closing the statement also discards the result it was sent */
+      run_prepared(c, j, h, 0);
+      return;
+    }
     stmt_error(c, j, st);
     /* A statement that failed may hold partial state; it is cheap to prepare again. */
     if (!sq_db_errno_is_lost(j->err_code))
@@ -730,7 +790,7 @@ static void run_prepared(sq_db_conn_t *c, sq_db_job_t *j, uint64_t h)
     return;
   }
   if (mysql_stmt_field_count(st) > 0) {
-    read_stmt_result(c, j, st);
+    read_stmt_result(c, j, e);
   } else {
     j->res.affected_rows = mysql_stmt_affected_rows(st);
     j->res.insert_id = mysql_stmt_insert_id(st);
@@ -801,7 +861,7 @@ static void run_job(sq_db_conn_t *c, sq_db_job_t *j, uint64_t h)
     if (j->op == SQ_DB_EXEC)
       run_text(c, j, j->in.data, j->sql_len);
     else
-      run_prepared(c, j, h);
+      run_prepared(c, j, h, 1);
   }
   if (j->err_class && sq_db_errno_is_lost(j->err_code) && c->my) {
     atomic_fetch_add(&c->pool->lost_epoch, 1);

@@ -331,6 +331,26 @@ class StatementCacheTest(dbharness.DbServerTestCase):
         self.assertEqual(doc["rows"], [{"first": 7}])
         self.assertEqual(self.sql("SELECT 'after' AS v")["rows"], [{"v": "after"}])
 
+    def test_cached_statement_follows_its_table_when_columns_change_type_come_and_go(self):
+        t = unique_name("shape")
+        self.database.sql("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (id INT PRIMARY KEY, v INT, "
+                          "s VARCHAR(5000)); INSERT INTO {t} VALUES (1, 42, 'ab')".format(t=t))
+        self.addCleanup(self.database.sql, "DROP TABLE IF EXISTS %s" % t)
+        q = "SELECT * FROM %s WHERE id = ?" % t
+        self.assertEqual(self.sql(q, 1)["rows"], [{"id": 1, "v": 42, "s": "ab"}])
+        # A longer string than the statement has fetched so far, through the same statement.
+        self.database.sql("UPDATE %s SET s = REPEAT('x', 4000)" % t)
+        self.assertEqual(self.sql(q, 1)["rows"], [{"id": 1, "v": 42, "s": "x" * 4000}])
+        self.database.sql("ALTER TABLE {t} MODIFY v VARCHAR(20); UPDATE {t} SET v = 'forty-two', "
+                          "s = 'cd'; ALTER TABLE {t} ADD COLUMN w DOUBLE DEFAULT 1.5".format(t=t))
+        doc = self.sql(q, 1)
+        self.assertEqual(doc["columns"], ["id", "v", "s", "w"])
+        self.assertEqual(doc["rows"], [{"id": 1, "v": "forty-two", "s": "cd", "w": 1.5}])
+        self.database.sql("ALTER TABLE %s DROP COLUMN v" % t)
+        doc = self.sql(q, 1)
+        self.assertEqual(doc["columns"], ["id", "s", "w"])
+        self.assertEqual(doc["rows"], [{"id": 1, "s": "cd", "w": 1.5}])
+
     def test_failed_statement_can_run_again(self):
         for _ in range(3):
             doc = self.sql("SELECT * FROM t_no_such_table_for_cache", catch=True)
