@@ -320,12 +320,7 @@ void sq_config_free(sq_config_t *c)
   free(c->log.error);
   free(c->log.access);
   free(c->pid_file);
-  free(c->db.host);
-  free(c->db.socket);
-  free(c->db.user);
-  free(c->db.password);
-  free(c->db.database);
-  free(c->db.charset);
+  sq_db_config_clear(&c->db);
   free(c->db_password_env);
   memset(c, 0, sizeof *c);
 }

@@ -1125,6 +1125,16 @@ static void watchdog_main(void *arg)
 
 static char *dup_or_null(const char *s) { return s ? sq_strdup(s) : NULL; }
 
+void sq_db_config_clear(sq_db_config_t *cfg)
+{
+  free(cfg->host);
+  free(cfg->socket);
+  free(cfg->user);
+  free(cfg->password);
+  free(cfg->database);
+  free(cfg->charset);
+}
+
 sq_db_pool_t *sq_db_pool_start(const sq_db_config_t *cfg)
 {
   mysql_library_init(0, NULL, NULL);
@@ -1180,12 +1190,7 @@ void sq_db_pool_stop(sq_db_pool_t *p)
   }
   free(p->conns);
   free(p->idle);
-  free(p->cfg.host);
-  free(p->cfg.socket);
-  free(p->cfg.user);
-  free(p->cfg.password);
-  free(p->cfg.database);
-  free(p->cfg.charset);
+  sq_db_config_clear(&p->cfg);
   uv_cond_destroy(&p->wd_cond);
   uv_mutex_destroy(&p->lock);
   free(p);

@@ -29,6 +29,9 @@ typedef struct {
   int stmt_cache;           /* prepared statements kept per connection (LRU) */
 } sq_db_config_t;
 
+/* Frees the strings of a config (its owner's copy: config.c's and the pool's). */
+void sq_db_config_clear(sq_db_config_t *cfg);
+
 typedef struct sq_db_pool_s sq_db_pool_t;
 typedef struct sq_db_conn_s sq_db_conn_t;
 typedef struct sq_db_sink_s sq_db_sink_t;
