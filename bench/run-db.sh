@@ -255,10 +255,7 @@ for rep in $(seq 1 "$REPEAT"); do
 done
 
 {
-  echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-  echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty)')"
-  echo "machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r)"
-  echo "max_other: $MAX_OTHER"
+  describe_run
   echo "pool: $POOL"
   echo "load: wrk $(dpkg-query -W -f='${Version}' wrk) -t$THREADS, ${DURATION}s per run after ${WARMUP}s warm-up, median of $REPEAT, fresh Squall process per run"
   echo "squall: build-release (CMAKE_BUILD_TYPE=Release), bench/config-db.lua: workers=2, app scripts/app.lua, db.pool_size=$POOL unless stated, unix socket"

@@ -375,6 +375,14 @@ measure() {  # rep row server port
   [ "$errs" -eq 0 ] || log "  wrk reported errors: $(grep -E 'Socket errors|Non-2xx' "$out" | tr -s ' ' | tr '\n' ' ')"
 }
 
+# The report's first lines: when, what, where, and the disturbance limit its runs were held to.
+describe_run() {
+  echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty)')"
+  echo "machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r)"
+  echo "max_other: $MAX_OTHER"
+}
+
 # Sourced (by bench/run-db.sh): helpers only.
 [[ "${BASH_SOURCE[0]}" != "$0" ]] && return 0
 
@@ -417,10 +425,7 @@ done
 
 # environment description for the report
 {
-  echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-  echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty)')"
-  echo "machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r)"
-  echo "max_other: $MAX_OTHER"
+  describe_run
   echo "load: wrk $(dpkg-query -W -f='${Version}' wrk) -t$THREADS, ${DURATION}s per run after ${WARMUP}s warm-up, median of $REPEAT, fresh server process per run"
   [[ " $SERVERS " == *" nginx "* ]] && echo "nginx: $(nginx -v 2>&1 | sed 's/.*: //') + lua-nginx-module $(dpkg-deb -f "$(ls "$DEBS"/libnginx-mod-http-lua_*.deb 2>/dev/null | tail -1)" Version 2>/dev/null), $(basename "$(ls "$DEBS"/libluajit2-5.1-2_*.deb 2>/dev/null | tail -1)" .deb 2>/dev/null)"
   [[ " $SERVERS " == *" squall "* ]] && echo "squall: build-release (CMAKE_BUILD_TYPE=Release), workers=2, LuaJIT $(dpkg-query -W -f='${Version}' libluajit-5.1-2 2>/dev/null)"
