@@ -168,7 +168,6 @@ static int serve(sq_config_t *cfg, int check_only, char **test_args, int ntest_a
          s->nworkers, s->nworkers == 1 ? "" : "s");
   if (!test_args) {
     m.reload = sq_reload_start(s, m.loop, baseline);
-    s->reload = m.reload;
   }
   uv_run(m.loop, UV_RUN_DEFAULT);
   sq_reload_free(m.reload);

@@ -34,7 +34,7 @@ struct sq_reload_s {
   int in_progress, again;
   /* SIGHUPs received; how many of them the attempt in progress began after; the same for the
    * last finished attempt, whose verdict the status file holds. `squall reload` waits for a
-   * verdict that covers its own signal. */
+   * verdict that covers more signals than the status it read before signalling. */
   unsigned hups, covers, verdict_covers;
   uint64_t fingerprint;
   int dirty;
@@ -89,10 +89,11 @@ static void begin(sq_reload_t *r, const char *why)
     sq_worker_reload(&r->s->workers[i], SQ_RELOAD_PREPARE);
 }
 
-void sq_reload_request(sq_reload_t *r, const char *why)
+/* Starts a reload now, or right after the one in progress. */
+static void request(sq_reload_t *r, const char *why)
 {
   if (r->in_progress) {
-    r->again = 1;  /* files changed again while loading: load once more when this one ends */
+    r->again = 1;  /* asked again while loading: load once more when this one ends */
     return;
   }
   begin(r, why);
@@ -136,7 +137,7 @@ static void on_reply(uv_async_t *a)
   r->in_progress = 0;
   if (r->again) {
     r->again = 0;
-    begin(r, "scripts changed during the last reload");
+    begin(r, "asked for again during the last reload");
   }
 }
 
@@ -146,7 +147,7 @@ static void on_sighup(uv_signal_t *h, int signum)
 {
   sq_reload_t *r = h->data;
   r->hups++;
-  sq_reload_request(r, "SIGHUP");
+  request(r, "SIGHUP");
   write_status(r);  /* tells a waiting `squall reload` that its signal was counted */
 }
 
@@ -201,7 +202,7 @@ static void on_scan(uv_timer_t *t)
     r->changed_at = now;
   } else if (r->dirty && now - r->changed_at >= SQ_SETTLE_MS) {
     r->dirty = 0;
-    sq_reload_request(r, "scripts changed");
+    request(r, "scripts changed");
   }
 }
 
@@ -228,6 +229,10 @@ sq_reload_t *sq_reload_start(sq_server_t *s, uv_loop_t *loop, uint64_t baseline)
     uv_timer_start(&r->scan, on_scan, SQ_SCAN_MS, SQ_SCAN_MS);
   }
   if (cfg->pid_file) {
+    /* The status first: `squall reload` finds the server by its pid file and must not read a
+     * status left behind by an earlier server. */
+    r->status_path = status_path_for(cfg->pid_file);
+    write_status(r);
     FILE *f = fopen(cfg->pid_file, "w");
     if (f) {
       fprintf(f, "%ld\n", (long)getpid());
@@ -235,8 +240,6 @@ sq_reload_t *sq_reload_start(sq_server_t *s, uv_loop_t *loop, uint64_t baseline)
     } else {
       sq_log(SQ_LOG_WARN, "cannot write pid_file %s: %s", cfg->pid_file, strerror(errno));
     }
-    r->status_path = status_path_for(cfg->pid_file);
-    write_status(r);
   }
   return r;
 }
@@ -254,26 +257,30 @@ void sq_reload_stop(sq_reload_t *r)
   }
   free(r->status_path);
   r->status_path = NULL;
-  r->s->reload = NULL;
 }
 
 void sq_reload_free(sq_reload_t *r) { free(r); }
 
 void sq_reload_push_status(lua_State *L, sq_server_t *s)
 {
+  /* Copied out first: a Lua allocation may raise, and must not leave status_lock held. */
   uv_mutex_lock(&s->status_lock);
+  unsigned attempts = s->reload_attempts;
+  int ok = attempts == 0 || s->reload_ok, gen = s->generation;
+  char err[sizeof s->reload_error];
+  memcpy(err, s->reload_error, sizeof err);
+  uv_mutex_unlock(&s->status_lock);
   lua_createtable(L, 0, 5);
-  lua_pushboolean(L, s->reload_attempts == 0 || s->reload_ok);
+  lua_pushboolean(L, ok);
   lua_setfield(L, -2, "ok");
-  lua_pushinteger(L, s->generation);
+  lua_pushinteger(L, gen);
   lua_setfield(L, -2, "generation");
-  lua_pushinteger(L, (lua_Integer)s->reload_attempts);
+  lua_pushinteger(L, (lua_Integer)attempts);
   lua_setfield(L, -2, "attempts");
-  if (s->reload_attempts && !s->reload_ok) {
-    lua_pushstring(L, s->reload_error);
+  if (!ok) {
+    lua_pushstring(L, err);
     lua_setfield(L, -2, "error");
   }
-  uv_mutex_unlock(&s->status_lock);
 }
 
 /* ---- squall reload ----------------------------------------------------------------------- */
@@ -333,16 +340,13 @@ int sq_reload_cli(const sq_config_t *cfg)
     free(spath);
     return 1;
   }
-  /* A reload may already be loading when the signal lands; its verdict is not ours, since it
-   * began before the files we were asked about. Ours is the first attempt that began once the
-   * server had counted `mine` signals, `mine` being at least our own signal's number. */
-  unsigned mine = 0;
+  /* A reload may already be loading when the signal lands; its verdict is not ours, since it may
+   * have read the files before they were as we were asked about. Ours is the first verdict of an
+   * attempt that began after the server counted a signal sent since `before` was read. */
   for (int i = 0; i < SQ_CLI_WAIT_S * 20; i++) {
     usleep(50000);
     if (read_status(spath, &now) == 0) {
-      if (!mine && now.hups > before.hups)
-        mine = now.hups;
-      if (mine && now.covers >= mine) {
+      if (now.covers > before.hups) {
         free(spath);
         if (now.ok) {
           printf("squall reload: ok, generation %d is serving\n", now.generation);

@@ -28,8 +28,6 @@ uint64_t sq_reload_scan(const sq_config_t *cfg);
 /* Main thread, once the workers serve: the pid and status files, SIGHUP, and the file watcher
  * (from `baseline`) when config.reload is on. */
 sq_reload_t *sq_reload_start(sq_server_t *s, uv_loop_t *loop, uint64_t baseline);
-/* Main thread. Starts a reload now, or right after the one in progress. */
-void sq_reload_request(sq_reload_t *r, const char *why);
 /* Main thread, at shutdown: closes the handles and removes the pid file. */
 void sq_reload_stop(sq_reload_t *r);
 /* Main thread, once the loop has ended (the handles' memory is in `r`). */

@@ -62,7 +62,6 @@ struct sq_server_s {
   uv_sem_t started;           /* each worker posts once, after start-up succeeded or failed */
   uv_async_t *exited;         /* on the main loop; each worker sends it as its thread ends */
   uv_async_t *reload_reply;   /* on the main loop; a worker finished loading a generation */
-  struct sq_reload_s *reload; /* NULL until the server serves */
   /* squall.reload_status(): written by the main thread, read by workers */
   uv_mutex_t status_lock;
   int generation;

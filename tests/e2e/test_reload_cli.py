@@ -101,6 +101,11 @@ class ReloadCliTest(ReloadTestCase):
                          "loading instead of its own: %r" % r.stdout)
         self.assertIn("generation 1 is serving", r.stdout)
         self.assertServes("v3")
+        # The CLI's signal came while v2 was loading (else this test proves nothing): it was
+        # queued behind it, and v2's failure is the one verdict the CLI had to pass over.
+        log = server.log()
+        self.assertIn("asked for again during the last reload: loading", log)
+        self.assertEqual(log.count("reload failed"), 1, log)
         self.assertEqual(server.loading_count(), 2)
         self.assertEqual(server.status(), {"ok": True, "generation": 1, "attempts": 2})
         server.stop()
