@@ -7,6 +7,7 @@
 local core = require "squall.core"
 local squall = require "squall"
 local request = require "squall.request"
+local response = require "squall.response"
 local db = require "squall.db"
 
 local type, tostring, xpcall, error = type, tostring, xpcall, error
@@ -14,8 +15,7 @@ local traceback = debug.traceback
 local is_http_error = squall.is_http_error
 local db_unavailable = db.is_unavailable
 local request_new = request.new
-local TEXT = "text/plain; charset=utf-8"
-local JSON = "application/json"
+local TEXT, JSON = response.TEXT, response.JSON
 local encode = require("squall.json").encode
 
 local _M = {}

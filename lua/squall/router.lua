@@ -37,7 +37,7 @@ local function compile(pattern)
       pos = len + 1
     else
       local lit = match(pattern, "^[^:*]+", pos)
-      if not lit then error("bad route pattern: " .. pattern, 3) end
+      if not lit then error("bad route pattern: " .. pattern, 4) end
       parts[#parts + 1] = (gsub(lit, "[%^%$%(%)%%%.%[%]%+%-%?]", "%%%0"))
       pos = pos + #lit
     end

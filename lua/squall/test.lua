@@ -19,6 +19,7 @@ local cjson = require "cjson.safe"
 local db = require "squall.db"
 local request = require "squall.request"
 local host = require "squall.host"
+local json_encode = require("squall.json").encode
 
 local type, pairs, tostring, error, setmetatable = type, pairs, tostring, error, setmetatable
 local concat, sort, unpack, select, ipairs = table.concat, table.sort, unpack, select, ipairs
@@ -75,7 +76,8 @@ end
 
 -- The body opts asks for (raw `body`, `json` or `form`) and the Content-Type that goes with it.
 local function body_of(opts)
-  if opts.json ~= nil then return cjson.encode(opts.json), "application/json" end
+  -- The host's encoder, so that a request body is written as handlers write responses.
+  if opts.json ~= nil then return json_encode(opts.json), "application/json" end
   if opts.form ~= nil then return encode_form(opts.form), "application/x-www-form-urlencoded" end
   return opts.body or "", nil
 end

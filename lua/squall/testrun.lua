@@ -14,7 +14,7 @@ function _M.run(args)
     if code == true or code == nil then code = 0 elseif code == false then code = 1 end
     error(setmetatable({ code = tonumber(code) or 1 }, Exit), 0)
   end
-  local ok, err = pcall(require "busted.runner", { standalone = false })
+  local ok, err = pcall(function() return require("busted.runner")({ standalone = false }) end)
   os.exit = os_exit
   if ok then return 0 end
   if getmetatable(err) == Exit then return err.code end
