@@ -20,10 +20,13 @@ local function find_note(id)
 end
 
 local function page_args(req)
+  -- tonumber takes "nan", "inf" and "1e300" too; `not (x >= 1)` also catches NaN.
   local page = floor(tonumber(req.query.page) or 1)
   local per_page = floor(tonumber(req.query.per_page) or 20)
-  if page < 1 then page = 1 end
-  per_page = min(math.max(per_page, 1), 100)
+  if not (page >= 1) then page = 1 end
+  if page > 1000000 then page = 1000000 end
+  if not (per_page >= 1) then per_page = 1 end
+  per_page = min(per_page, 100)
   return page, per_page
 end
 

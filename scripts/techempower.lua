@@ -13,7 +13,7 @@ local function by_message(a, b) return a.message < b.message end
 
 local function count(req)
   local n = tonumber(req.query.queries) or 1
-  if n < 1 then return 1 end
+  if not (n >= 1) then return 1 end  -- NaN too
   if n > 500 then return 500 end
   return floor(n)
 end

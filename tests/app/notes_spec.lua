@@ -65,6 +65,27 @@ describe("notes API", function()
     assert.is_nil(last.notes[2])
   end)
 
+  it("treats a page below 1 or not a number as the first page, a page size below 1 or NaN as 1", function()
+    local u = new_user()
+    for i = 1, 2 do
+      assert.equal(201, client:post("/users/" .. u.id .. "/notes", { json = { title = "n" .. i } }).status)
+    end
+    for _, bad in ipairs({ "nan", "-inf", "0", "x" }) do
+      local r = client:get("/users/" .. u.id .. "/notes", { query = { page = bad, per_page = 1 } })
+      assert.equal(200, r.status, bad)
+      assert.equal(1, r:json().page, bad)
+      assert.same({ "n1" }, { r:json().notes[1].title }, bad)
+    end
+    for _, bad in ipairs({ "nan", "-inf", "0" }) do
+      local p = client:get("/users/" .. u.id .. "/notes", { query = { per_page = bad } })
+      assert.equal(200, p.status, bad)
+      assert.equal(1, #p:json().notes, bad)
+    end
+    local far = client:get("/users/" .. u.id .. "/notes", { query = { page = "1e300" } })
+    assert.equal(200, far.status)
+    assert.is_nil(far:json().notes[1])
+  end)
+
   it("imports notes all or nothing", function()
     local u = new_user()
     local res = client:post("/users/" .. u.id .. "/notes/import",
