@@ -259,7 +259,7 @@ done
   echo "pool: $POOL"
   echo "load: wrk $(dpkg-query -W -f='${Version}' wrk) -t$THREADS, ${DURATION}s per run after ${WARMUP}s warm-up, median of $REPEAT, fresh Squall process per run"
   echo "squall: build-release (CMAKE_BUILD_TYPE=Release), bench/config-db.lua: workers=2, app scripts/app.lua, db.pool_size=$POOL unless stated, unix socket"
-  echo "mariadb: $(mariadbd --version 2>/dev/null | sed 's/^.*Ver //'), tools/db.sh (innodb_buffer_pool_size=128M, innodb_flush_log_at_trx_commit=2), pid $DB_PID, RSS $(awk '/^VmRSS:/ {printf "%.0f MiB", $2/1024}' "/proc/$DB_PID/status")"
+  echo "mariadb: $(/usr/sbin/mariadbd --version 2>/dev/null | sed 's/^.*Ver //'), tools/db.sh (innodb_buffer_pool_size=128M, innodb_flush_log_at_trx_commit=2), pid $DB_PID, RSS $(awk '/^VmRSS:/ {printf "%.0f MiB", $2/1024}' "/proc/$DB_PID/status")"
   echo "ceiling: bench/dbceiling.c, the /db prepared point select in a loop on N connections, no HTTP"
 } >"$RUNDIR/env.txt"
 

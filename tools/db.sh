@@ -10,6 +10,7 @@
 #   tools/db.sh client   a mariadb shell on the squall database
 #   tools/db.sh reset    drop and reload the schema
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"   # mariadbd is in /usr/sbin, off a normal user's PATH
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${SQUALL_DB_DIR:-$root/var/mariadb}
 data=$dir/data
@@ -47,12 +48,13 @@ start() {
     --port="$port" --bind-address=127.0.0.1 --skip-name-resolve --innodb-buffer-pool-size=128M \
     --innodb-log-file-size=48M --innodb-flush-log-at-trx-commit=2 --max-connections=500 \
     --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
-    --log-error="$dir/error.log" >/dev/null 2>&1 9>&- &   # 9>&-: the server must not inherit the lock
+    --log-error="$dir/error.log" >"$dir/mariadbd.out" 2>&1 9>&- &   # 9>&-: it must not hold the lock
   for _ in $(seq 1 150); do
     alive && break
     sleep 0.1
   done
-  alive || { echo "db.sh: mariadbd did not start; see $dir/error.log" >&2; tail -20 "$dir/error.log" >&2; exit 1; }
+  alive || { echo "db.sh: mariadbd did not start; see $dir/error.log" >&2
+             tail -20 "$dir/mariadbd.out" "$dir/error.log" >&2 2>/dev/null; exit 1; }
   if ! as_root -e "SELECT 1 FROM mysql.global_priv WHERE User='squall'" 2>/dev/null | grep -q 1; then
     as_root -e "CREATE DATABASE IF NOT EXISTS squall CHARACTER SET utf8mb4;
       CREATE USER IF NOT EXISTS 'squall'@'127.0.0.1' IDENTIFIED BY 'squall';
