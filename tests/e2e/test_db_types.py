@@ -341,8 +341,17 @@ class StatementCacheTest(dbharness.DbServerTestCase):
         # A longer string than the statement has fetched so far, through the same statement.
         self.database.sql("UPDATE %s SET s = REPEAT('x', 4000)" % t)
         self.assertEqual(self.sql(q, 1)["rows"], [{"id": 1, "v": 42, "s": "x" * 4000}])
+        # Same columns, one of another type: the cached statement's binding must be rebuilt.
         self.database.sql("ALTER TABLE {t} MODIFY v VARCHAR(20); UPDATE {t} SET v = 'forty-two', "
-                          "s = 'cd'; ALTER TABLE {t} ADD COLUMN w DOUBLE DEFAULT 1.5".format(t=t))
+                          "s = 'cd'".format(t=t))
+        doc = self.sql(q, 1)
+        self.assertEqual(doc["columns"], ["id", "v", "s"])
+        self.assertEqual(doc["exact"], [{"id": "n:1", "v": "s:" + b"forty-two".hex(),
+                                         "s": "s:" + b"cd".hex()}])
+        self.database.sql("UPDATE {t} SET v = '7'; ALTER TABLE {t} MODIFY v INT".format(t=t))
+        self.assertEqual(self.sql(q, 1)["exact"], [{"id": "n:1", "v": "n:7", "s": "s:" + b"cd".hex()}])
+        self.database.sql("ALTER TABLE {t} MODIFY v VARCHAR(20); UPDATE {t} SET v = 'forty-two'; "
+                          "ALTER TABLE {t} ADD COLUMN w DOUBLE DEFAULT 1.5".format(t=t))
         doc = self.sql(q, 1)
         self.assertEqual(doc["columns"], ["id", "v", "s", "w"])
         self.assertEqual(doc["rows"], [{"id": 1, "v": "forty-two", "s": "cd", "w": 1.5}])
