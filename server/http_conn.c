@@ -196,6 +196,10 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
   sq_req_t *r = &c->req;
   if (count_header_bytes(c, len))
     return -1;
+  /* Trailers of a chunked body arrive through the same callbacks. They count against the
+   * limit but are not headers (RFC 9112 7.1.2: never merged into them), so they are dropped. */
+  if (p->flags & F_TRAILING)
+    return 0;
   if (r->nheaders == 0 || c->last_was_value) {
     if (r->nheaders == r->headers_cap) {
       r->headers_cap = r->headers_cap ? r->headers_cap * 2 : 16;
@@ -219,6 +223,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
   sq_req_t *r = &c->req;
   if (count_header_bytes(c, len))
     return -1;
+  if (p->flags & F_TRAILING)
+    return 0;
   sq_header_t *h = &r->headers[r->nheaders - 1];
   if (!c->last_was_value) {
     h->value_off = (uint32_t)r->head.len;

@@ -260,6 +260,14 @@ class ProtocolTest(harness.ServerTestCase):
             self.assertResponse(c.read_response(), 200, "trailers")
             self.assertResponse(c.read_response(), 200, "Hello, after-trailers")
 
+    def test_chunked_trailers_do_not_become_request_headers(self):
+        body = chunked("a", trailers=[("X-Trailer", "smuggled")])
+        with self.connect() as c:
+            for name, want in (("x-trailer", "(nil)"), ("trailer", "X-Trailer")):
+                c.send(build_request("POST", "/header/" + name, [("Transfer-Encoding", "chunked"),
+                                                                 ("Trailer", "X-Trailer")], body))
+                self.assertResponse(c.read_response(), 200, want)
+
     def test_chunked_body_uppercase_hex_sizes(self):
         payload = b"A" * 26 + b"B" * 171
         body = b"1A\r\n" + b"A" * 26 + b"\r\nAB\r\n" + b"B" * 171 + b"\r\n0\r\n\r\n"

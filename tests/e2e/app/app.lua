@@ -79,11 +79,13 @@ for _, m in ipairs { "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS" } do
 end
 app:get("/req/:a/:b", util.describe)
 app:get("/req-splat/*", util.describe)
-app:get("/header/:name", function(req)
+local function header(req)
   local v = req.headers[req.params.name]
   if v == nil then return "(nil)" end
   return v
-end)
+end
+app:get("/header/:name", header)
+app:post("/header/:name", header)
 app:post("/form", function(req) return req:form() end)
 app:get("/cookie/:name", function(req) return req:cookie(req.params.name) or "(none)" end)
 
