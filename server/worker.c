@@ -157,6 +157,7 @@ static void on_generation_loaded(sq_bridge_t *b, const char *err, void *arg)
 {
   sq_worker_t *w = arg;
   w->loading = NULL;
+  w->load_done = 1;
   if (err) {
     snprintf(w->gen_err, sizeof w->gen_err, "%s", err);
     retire(w, b);
@@ -177,10 +178,13 @@ static void on_reload_phase(sq_worker_t *w, int phase)
       retire(w, w->pending);
     w->pending = NULL;
     atomic_store(&w->gen_state, SQ_GEN_LOADING);
+    w->load_done = 0;
     {
       sq_bridge_t *b = sq_bridge_load(w->cfg, w, on_generation_loaded, w);
-      /* Still loading unless the callback has already run (a top level that did not yield). */
-      if (atomic_load(&w->gen_state) == SQ_GEN_LOADING)
+      /* Still loading unless the callback has already run (a top level that did not yield).
+       * Asked of our own flag: gen_state is shared, and main may already have moved it on to
+       * the next round's LOADING. */
+      if (!w->load_done)
         w->loading = b;
     }
     break;

@@ -37,6 +37,7 @@ typedef struct sq_worker_s {
   int test_rc;
   sq_bridge_t *bridge;        /* the current generation: new requests go here */
   sq_bridge_t *loading;       /* a generation still loading for a reload (its top level yielded) */
+  int load_done;              /* the reload's load has called back (this thread only) */
   sq_bridge_t *pending;       /* a generation loaded for a reload, awaiting COMMIT */
   sq_bridge_t **retired;      /* generations still finishing requests */
   int nretired, retired_cap;
