@@ -36,6 +36,9 @@
 #define SQ_HOLD_MAX 32
 #define SQ_HOLD_NS (1000ull * 1000ull)
 #define SQ_FAST_NS (250ull * 1000ull)
+/* A cached statement keeps fetch buffers up to this size; a larger one (a big TEXT value) is
+ * freed after its result, so that cached statements cannot pin much memory. */
+#define SQ_KEEP_BUF (64u * 1024u)
 
 /* Where one result column is fetched to. */
 typedef struct {
@@ -632,7 +635,8 @@ static void fit_binding(stmt_entry_t *e, const MYSQL_FIELD *f, int ncols)
     MYSQL_BIND *b = &e->rbind[i];
     size_t want = f[i].max_length ? f[i].max_length : 1;
     if (b->buffer_type == MYSQL_TYPE_STRING && b->buffer_length < want) {
-      e->rout[i].buf = sq_realloc(e->rout[i].buf, want);
+      free(e->rout[i].buf);  /* nothing in it is needed: no realloc copy */
+      e->rout[i].buf = sq_malloc(want);
       b->buffer = e->rout[i].buf;
       b->buffer_length = want;
     }
@@ -649,7 +653,8 @@ static void read_stmt_result(sq_db_conn_t *c, sq_db_job_t *j, stmt_entry_t *e)
     return;
   }
   /* Read after store_result, which fills in max_length (STMT_ATTR_UPDATE_MAX_LENGTH). These are
-   * the statement's own fields, not a copy: nothing here outlives this execution. */
+   * the statement's own fields, not a copy: no pointer into them is kept, only the types that
+   * fit_binding copies. */
   const MYSQL_FIELD *f = mariadb_stmt_fetch_fields(st);
   int ncols = (int)mysql_stmt_field_count(st);
   fit_binding(e, f, ncols);
@@ -700,10 +705,19 @@ static void read_stmt_result(sq_db_conn_t *c, sq_db_job_t *j, stmt_entry_t *e)
   if (rc == 1)
     stmt_error(c, j, st);
   mysql_stmt_free_result(st);
+  for (int i = 0; i < ncols; i++) {
+    if (b[i].buffer_type == MYSQL_TYPE_STRING && b[i].buffer_length > SQ_KEEP_BUF) {
+      free(o[i].buf);
+      o[i].buf = NULL;
+      b[i].buffer = NULL;
+      b[i].buffer_length = 0;
+    }
+  }
 }
 
-/* Whether a statement only reads (SELECT or WITH, maybe parenthesised), so that running it a
- * second time changes nothing. */
+/* Whether a statement is a plain read (SELECT or WITH, maybe parenthesised), assumed safe to run
+ * twice. Not strictly so (a SELECT may call NEXTVAL() or a function that writes); the retry that
+ * relies on it is rare: only when a cached statement's result gained or lost columns. */
 static int reads_only(const char *sql, size_t len)
 {
   size_t i = 0;
@@ -713,12 +727,13 @@ static int reads_only(const char *sql, size_t len)
          (len - i > 4 && strncasecmp(sql + i, "with", 4) == 0);
 }
 
-/* h: fnv1a of the SQL, computed once per job by conn_main. may_retry: see CR_NEW_STMT_METADATA. */
-static void run_prepared(sq_db_conn_t *c, sq_db_job_t *j, uint64_t h, int may_retry)
+/* h: fnv1a of the SQL, computed once per job by conn_main. */
+static void run_prepared(sq_db_conn_t *c, sq_db_job_t *j, uint64_t h)
 {
   const char *sql = j->in.data;
   size_t len = j->sql_len;
   stmt_entry_t *e = cache_get(c, sql, len, h);
+  int cached = e != NULL;  /* only a statement prepared before this job can have gone stale */
   if (!e) {
     MYSQL_STMT *st = mysql_stmt_init(c->my);
     if (!st)
@@ -778,9 +793,9 @@ static void run_prepared(sq_db_conn_t *c, sq_db_job_t *j, uint64_t h, int may_re
   if ((j->nparams && mysql_stmt_bind_param(st, pb) != 0) || mysql_stmt_execute(st) != 0) {
     /* The table behind a cached statement gained or lost columns (a migration while serving).
      * The server has run it already; a read can simply run again, prepared anew. */
-    if (mysql_stmt_errno(st) == CR_NEW_STMT_METADATA && may_retry && reads_only(sql, len)) {
+    if (mysql_stmt_errno(st) == CR_NEW_STMT_METADATA && cached && reads_only(sql, len)) {
       cache_remove(c, e);  /* closing the statement also discards the result it was sent */
-      run_prepared(c, j, h, 0);
+      run_prepared(c, j, h);
       return;
     }
     stmt_error(c, j, st);
@@ -861,7 +876,7 @@ static void run_job(sq_db_conn_t *c, sq_db_job_t *j, uint64_t h)
     if (j->op == SQ_DB_EXEC)
       run_text(c, j, j->in.data, j->sql_len);
     else
-      run_prepared(c, j, h, 1);
+      run_prepared(c, j, h);
   }
   if (j->err_class && sq_db_errno_is_lost(j->err_code) && c->my) {
     atomic_fetch_add(&c->pool->lost_epoch, 1);

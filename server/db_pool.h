@@ -4,7 +4,7 @@
  * submitting worker's sink, which wakes that worker's loop.
  *
  * Transactions pin a connection: a BEGIN job returns the connection it ran on, and jobs that name
- * that connection go to its private queue, in order, until COMMIT/ROLLBACK/RELEASE unpins it. */
+ * that connection go to its private queue, in order, until COMMIT or ROLLBACK unpins it. */
 #ifndef SQ_DB_POOL_H
 #define SQ_DB_POOL_H
 

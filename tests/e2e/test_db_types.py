@@ -334,13 +334,15 @@ class StatementCacheTest(dbharness.DbServerTestCase):
     def test_cached_statement_follows_its_table_when_columns_change_type_come_and_go(self):
         t = unique_name("shape")
         self.database.sql("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (id INT PRIMARY KEY, v INT, "
-                          "s VARCHAR(5000)); INSERT INTO {t} VALUES (1, 42, 'ab')".format(t=t))
+                          "s MEDIUMTEXT); INSERT INTO {t} VALUES (1, 42, 'ab')".format(t=t))
         self.addCleanup(self.database.sql, "DROP TABLE IF EXISTS %s" % t)
         q = "SELECT * FROM %s WHERE id = ?" % t
         self.assertEqual(self.sql(q, 1)["rows"], [{"id": 1, "v": 42, "s": "ab"}])
-        # A longer string than the statement has fetched so far, through the same statement.
-        self.database.sql("UPDATE %s SET s = REPEAT('x', 4000)" % t)
-        self.assertEqual(self.sql(q, 1)["rows"], [{"id": 1, "v": 42, "s": "x" * 4000}])
+        # Longer strings than the statement has fetched so far, through the same statement: one
+        # that its buffer keeps, one past the 64 KiB it keeps (freed after use, then regrown).
+        for n in (4000, 70000, 5):
+            self.database.sql("UPDATE %s SET s = REPEAT('x', %d)" % (t, n))
+            self.assertEqual(self.sql(q, 1)["rows"], [{"id": 1, "v": 42, "s": "x" * n}])
         # Same columns, one of another type: the cached statement's binding must be rebuilt.
         self.database.sql("ALTER TABLE {t} MODIFY v VARCHAR(20); UPDATE {t} SET v = 'forty-two', "
                           "s = 'cd'".format(t=t))
