@@ -58,7 +58,8 @@ struct sq_conn_s {
   sq_buf_t out;                  /* responses not yet handed to the kernel */
   sq_buf_t wbuf;                 /* the write in flight */
   unsigned in_message : 1, in_handler : 1, dispatching : 1, last_was_value : 1, writing : 1,
-      closing : 1, want_close : 1, read_stopped : 1, eof : 1, lingering : 1, counted : 1;
+      closing : 1, want_close : 1, read_stopped : 1, eof : 1, lingering : 1, counted : 1,
+      own_date : 1, own_server : 1;  /* the handler set the response's Date / Server itself */
   char peer[48];
 };
 
@@ -449,10 +450,8 @@ void sq_conn_response_begin(sq_conn_t *c, int status)
   assert(c->in_handler);
   c->resp_mark = c->out.len;
   c->resp_status = status;
+  c->own_date = c->own_server = 0;
   sq_http_status_line(&c->out, status);
-  sq_buf_append(&c->out, "Server: squall\r\n", 16);
-  const char *date = sq_worker_date_line(c->w);
-  sq_buf_append(&c->out, date, strlen(date));
 }
 
 void sq_conn_response_content_type(sq_conn_t *c, const char *value, size_t vlen)
@@ -464,10 +463,18 @@ int sq_conn_response_header(sq_conn_t *c, const char *name, size_t nlen, const c
 {
   if (!sq_http_header_ok(name, nlen, value, vlen))
     return -1;
-  if (!sq_http_header_reserved(name, nlen))
-    sq_http_header(&c->out, name, nlen, value, vlen);
-  else if (nlen == 10 && vlen == 5 && sq_http_casecmp(value, "close", 5) == 0)
-    c->req.keep_alive = 0;  /* a handler may ask to close; framing stays ours */
+  if (sq_http_header_reserved(name, nlen)) {
+    if (nlen == 10 && vlen == 5 && sq_http_casecmp(value, "close", 5) == 0)
+      c->req.keep_alive = 0;  /* a handler may ask to close; framing stays ours */
+    return 0;
+  }
+  /* A handler's Date or Server replaces the host's rather than repeating it: two Date fields
+   * make the message invalid (RFC 9110 6.6.1 allows one). */
+  if (nlen == 4 && sq_http_casecmp(name, "date", 4) == 0)
+    c->own_date = 1;
+  else if (nlen == 6 && sq_http_casecmp(name, "server", 6) == 0)
+    c->own_server = 1;
+  sq_http_header(&c->out, name, nlen, value, vlen);
   return 0;
 }
 
@@ -499,6 +506,12 @@ void sq_conn_response_end(sq_conn_t *c, const char *body, size_t len)
   int bodiless = c->resp_status == 204 || c->resp_status == 304;
   if (bodiless)
     len = 0;
+  if (!c->own_server)
+    sq_buf_append(&c->out, "Server: squall\r\n", 16);
+  if (!c->own_date) {
+    const char *date = sq_worker_date_line(c->w);
+    sq_buf_append(&c->out, date, strlen(date));
+  }
   if (!bodiless)  /* 304's would have to be the 200's length (RFC 9110 8.6): leave it out */
     sq_http_content_length(&c->out, len);
   if (!keep)
@@ -630,8 +643,11 @@ static void conn_fail(sq_conn_t *c, int status)
 {
   if (c->closing)
     return;
+  /* HEAD's answer has no body, an error's included. llhttp's method is this request's only once
+   * its target has begun (url_len); before that it is still the previous request's. */
+  int head = c->in_message && c->req.url_len > 0 && c->parser.method == HTTP_HEAD;
   c->in_message = 0;
-  sq_http_simple_response(&c->out, status, sq_worker_date_line(c->w), 1, 0);
+  sq_http_simple_response(&c->out, status, sq_worker_date_line(c->w), 1, head);
   if (sq_log_enabled(SQ_LOG_DEBUG))
     sq_log(SQ_LOG_DEBUG, "worker %d: %s: %d %s (%s)", c->w->id, c->peer, status, sq_http_reason(status),
            llhttp_get_error_reason(&c->parser) ? llhttp_get_error_reason(&c->parser) : "timeout");
@@ -682,8 +698,11 @@ void sq_conn_shutdown(sq_conn_t *c, int force)
     conn_close(c);
     return;
   }
-  if (c->in_handler || c->closing)
-    return;  /* sq_conn_response_end sees `draining` and closes after the response */
+  /* A request being answered or still arriving is in flight: it gets its response, and
+   * sq_conn_response_end sees `draining` and closes after it. Header and body timeouts bound the
+   * wait for one that is still arriving; shutdown_timeout bounds the rest. */
+  if (c->in_handler || c->in_message || c->closing)
+    return;
   c->want_close = 1;
   conn_flush(c);
 }

@@ -22,6 +22,15 @@ class HandlerEdgesTest(harness.ServerTestCase):
             c.send(build_request("GET", "/hello/after"))
             self.assertResponse(c.read_response(), 200, "Hello, after")
 
+    def test_a_handlers_date_and_server_replace_the_hosts_instead_of_repeating_them(self):
+        r = self.request("GET", "/own-date-server")
+        self.assertResponse(r, 200, "own")
+        self.assertEqual(r.header_all("Date"), ["Tue, 01 Jan 2030 00:00:00 GMT"], r)
+        self.assertEqual(r.header_all("Server"), ["origin/1.0"], r)
+        self.assertEqual(r.header_all("Content-Length"), ["3"], r)
+        # The next response on the same worker gets the host's again.
+        self.assertStandardHeaders(self.request("GET", "/hello/after"))
+
     def test_an_informational_status_from_a_handler_is_a_500(self):
         self.assertEqual(self.request("GET", "/status-with-body/101").status, 500)
         self.assertIn("invalid status code", self.server.log())

@@ -117,6 +117,25 @@ class SizeLimitsTest(harness.ServerTestCase):
             self.assertRejected(c, 413, TOO_LARGE)
         self.assertServesFresh()
 
+    def test_head_over_the_body_limit_gets_413_with_no_body(self):
+        # A body after the head would be read as the start of a next response.
+        with self.connect() as c:
+            c.send(build_request("HEAD", "/hello/x", [("Content-Length", "1025")]))
+            r = c.read_response("HEAD")
+            self.assertEqual(r.status, 413, r)
+            self.assertStandardHeaders(r, head=True)
+            self.assertIsNotNone(c.wait_closed(3), "connection not closed after the 413")
+            self.assertEqual(c.buf, b"", "a HEAD's 413 carried a body")
+
+    def test_an_error_after_a_head_request_still_has_its_body(self):
+        # The parser keeps the last method until a new request line names one: a request that
+        # fails before that is not a HEAD.
+        with self.connect() as c:
+            c.send(build_request("HEAD", "/hello/x"))
+            self.assertEqual(c.read_response("HEAD").status, 200)
+            c.send(b"\x01GET / HTTP/1.1\r\n\r\n")
+            self.assertRejected(c, 400, ("Bad Request",))
+
     def test_chunked_body_at_limit_is_accepted(self):
         body = chunked(*[b"k" * 256] * 4)
         data = build_request("POST", "/echo-body", [("Transfer-Encoding", "chunked")], body)
@@ -212,6 +231,16 @@ class TimeoutsTest(harness.ServerTestCase):
         with self.connect() as c:
             c.send(build_request("POST", "/echo-body", [("Content-Length", "10")]) + b"abc")
             self.assertTimedOut(c)
+        self.assertServesFresh()
+
+    def test_stalled_head_request_body_gets_408_with_no_body(self):
+        with self.connect() as c:
+            c.send(build_request("HEAD", "/hello/x", [("Content-Length", "10")]) + b"abc")
+            waited = c.wait_closed(6)
+            self.assertIsNotNone(waited, "connection still open")
+            r = c.read_response("HEAD")
+            self.assertEqual(r.status, 408, r)
+            self.assertEqual(c.buf, b"", "a HEAD's 408 carried a body")
         self.assertServesFresh()
 
     def test_stalled_chunked_body_gets_408_and_close(self):

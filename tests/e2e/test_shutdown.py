@@ -109,6 +109,25 @@ class ShutdownTest(unittest.TestCase):
             c.close()
         self.server.expect_clean_exit(5)
 
+    def test_request_still_uploading_at_sigterm_is_answered(self):
+        # Its client has begun a request, so it is in flight like a running handler: cutting
+        # it off would lose the upload with no answer. The 100 Continue shows that the worker
+        # has parsed the head (the request has begun); half the body, then the signal.
+        with self.server.connect() as c:
+            c.send(build_request("POST", "/echo-body", [("Content-Length", "10"),
+                                                        ("Expect", "100-continue")]))
+            self.assertEqual(c.read_response().status, 100)
+            c.send(b"hello")
+            self.server.signal(signal.SIGTERM)
+            self.server.wait_for_log(lambda log: "draining" in log)
+            self.assertTrue(c.is_open(0.5), "closed a connection whose request was arriving")
+            c.send(b"world")
+            r = c.read_response()
+            self.assertEqual((r.status, r.body), (200, b"helloworld"), r)
+            self.assertEqual((r.header("Connection") or "").lower(), "close", r)
+            self.assertIsNotNone(c.wait_closed(3), "connection kept open after shutdown began")
+        self.server.expect_clean_exit(5)
+
     def test_new_connections_refused_after_sigterm(self):
         # An idle keep-alive client that never closes keeps the process up for a moment.
         with self.server.connect() as c:

@@ -166,6 +166,13 @@ app:get("/status-with-body/:code", function(req)
   return tonumber(req.params.code), "this body must not be sent"
 end)
 
+-- A handler may name the response's Date and Server itself (a proxy passing them on, a
+-- cached page's original date); framing headers stay the host's.
+app:get("/own-date-server", function(req)
+  return 200, { Date = "Tue, 01 Jan 2030 00:00:00 GMT", Server = "origin/1.0",
+                ["Content-Length"] = "999" }, "own"
+end)
+
 app:get("/sleep-in-sort", function(req)
   local t = { 3, 1, 2 }
   table.sort(t, function(a, b) squall.sleep(0.01) return a < b end)
