@@ -68,6 +68,8 @@ struct sq_bridge_s {
   int tasks_ref;         /* registry table: coroutine -> lightuserdata task */
   sq_task_t *free_tasks;
   sq_reqctx_t *free_ctx;
+  sq_reqctx_t *top;      /* the loader's context, which tasks spawned at a top level share;
+                            held (one ref) until the generation is retired */
   sq_task_t *ready_head, *ready_tail;
   int running_ready;
   sq_task_t *sleepers;
@@ -131,6 +133,14 @@ static sq_reqctx_t *ctx_new(sq_bridge_t *b, sq_conn_t *c)
   return x;
 }
 
+static void ctx_unref(sq_bridge_t *b, sq_reqctx_t *x)
+{
+  if (--x->refs == 0) {
+    x->next_free = b->free_ctx;
+    b->free_ctx = x;
+  }
+}
+
 static void task_bind(sq_task_t *t, sq_reqctx_t *x)
 {
   t->b->ntasks++;
@@ -154,11 +164,7 @@ static void task_unbind(sq_task_t *t)
     t->ctx_next->ctx_prev = t->ctx_prev;
   t->ctx = NULL;
   t->b->ntasks--;
-  if (--x->refs == 0) {
-    sq_bridge_t *b = t->b;
-    x->next_free = b->free_ctx;
-    b->free_ctx = x;
-  }
+  ctx_unref(t->b, x);
 }
 
 static sq_task_t *task_new(sq_bridge_t *b, sq_reqctx_t *x, int kind)
@@ -457,10 +463,9 @@ void sq__task_resume(sq_task_t *t, int nargs)
   run_ready(b);
 }
 
-void sq_bridge_detach(void *task)
+/* Nothing of this context may run any more. */
+static void ctx_kill(sq_reqctx_t *x)
 {
-  sq_task_t *root = task;
-  sq_reqctx_t *x = root->ctx;
   x->alive = 0;
   x->conn = NULL;
   /* Tasks nothing external will come back for are dropped now; one waiting on the database is
@@ -471,6 +476,18 @@ void sq_bridge_detach(void *task)
     if (t->wait == SQ_WAIT_WAKE || t->wait == SQ_WAIT_TIMER)
       task_abandon(t);
   }
+}
+
+void sq_bridge_detach(void *task) { ctx_kill(((sq_task_t *)task)->ctx); }
+
+void sq_bridge_retire(sq_bridge_t *b)
+{
+  sq_reqctx_t *x = b->top;
+  if (!x)
+    return;
+  b->top = NULL;
+  ctx_kill(x);      /* our ref keeps x while its tasks are abandoned */
+  ctx_unref(b, x);
 }
 
 int sq_bridge_quiescent(sq_bridge_t *b) { return b->db_waiting == 0; }
@@ -707,7 +724,9 @@ sq_bridge_t *sq_bridge_load(const sq_config_t *cfg, sq_worker_t *w, sq_bridge_lo
     done(b, err, arg);
     return b;
   }
-  sq_task_t *t = task_new(b, ctx_new(b, NULL), TASK_LOADER);
+  b->top = ctx_new(b, NULL);
+  b->top->refs = 1;
+  sq_task_t *t = task_new(b, b->top, TASK_LOADER);
   lua_getfield(L, -1, "load");
   lua_pushstring(L, cfg->app);
   lua_xmove(L, t->co, 2);
@@ -732,6 +751,8 @@ void sq_bridge_free(sq_bridge_t *b)
     next = x->next_free;
     free(x);
   }
+  if (b->top && b->top->refs == 1)
+    free(b->top);
   free(b);
 }
 

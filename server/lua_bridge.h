@@ -31,6 +31,11 @@ void sq_bridge_free(sq_bridge_t *b);
 typedef void (*sq_bridge_tests_cb)(int code, void *arg);
 void sq_bridge_run_tests(sq_bridge_t *b, char **args, int nargs, sq_bridge_tests_cb done, void *arg);
 
+/* The generation serves no new request from now on. Tasks its modules' top levels spawned (a
+ * cache-refresh loop) end here, as a disconnected request's do: they would otherwise keep it, and
+ * its lua_State, alive for good. Requests in flight, and what they spawned, finish. */
+void sq_bridge_retire(sq_bridge_t *b);
+
 /* 1 when no task of this generation is running or waiting. */
 int sq_bridge_idle(const sq_bridge_t *b);
 

@@ -38,12 +38,16 @@ static void usage(FILE *f)
           "       squall --help | --version\n");
 }
 
-static void on_deadline(uv_timer_t *t)
+static void force_stop(sq_main_t *m)
 {
-  sq_main_t *m = t->data;
-  sq_log(SQ_LOG_WARN, "shutdown_timeout reached: closing the remaining connections");
   for (int i = 0; i < m->server.nworkers; i++)
     sq_worker_command(&m->server.workers[i], SQ_WORKER_FORCE);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+  sq_log(SQ_LOG_WARN, "shutdown_timeout reached: closing the remaining connections");
+  force_stop(t->data);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -51,7 +55,7 @@ static void on_signal(uv_signal_t *s, int signum)
   sq_main_t *m = s->data;
   if (m->stopping) {
     sq_log(SQ_LOG_WARN, "second signal: closing the remaining connections now");
-    on_deadline(&m->deadline);
+    force_stop(m);
     return;
   }
   m->stopping = 1;

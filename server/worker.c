@@ -149,6 +149,7 @@ static void retire(sq_worker_t *w, sq_bridge_t *b)
     w->retired = sq_realloc(w->retired, sizeof *w->retired * (size_t)w->retired_cap);
   }
   w->retired[w->nretired++] = b;
+  sq_bridge_retire(b);
   if (!uv_is_closing((uv_handle_t *)&w->reaper))
     uv_check_start(&w->reaper, on_reap);
 }
@@ -236,6 +237,13 @@ static void on_control(uv_async_t *a)
     w->draining = 1;
     if (w->listening && !uv_is_closing((uv_handle_t *)&w->listener))
       uv_close((uv_handle_t *)&w->listener, NULL);
+    /* No new request comes: a top level's background loop ends now, or one that queries in a
+     * loop would hold the drain until shutdown_timeout. A generation still loading is left to
+     * finish its load (its loader shares that context). */
+    if (w->bridge)
+      sq_bridge_retire(w->bridge);
+    if (w->pending)
+      sq_bridge_retire(w->pending);
   }
   if (cmd == SQ_WORKER_FORCE) {
     sq_bridge_t *gens[] = {w->bridge, w->loading, w->pending};

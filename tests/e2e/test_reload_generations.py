@@ -114,6 +114,71 @@ class InFlightRequestsFinishOnTheirGenerationTest(ServerCase):
         self.assertBody(self.get("/slow-sleep?s=0&mark=after"), "v3 code after squall.sleep")
 
 
+def ticker_app(tag, mark_dir):
+    """Its top level spawns a loop that appends a line to marks/tick-<tag> every 10 ms."""
+    return ('local squall = require "squall"\n'
+            'local app = squall.app()\n'
+            + reloadharness.STATUS_ROUTE +
+            'squall.spawn(function()\n'
+            '  while true do\n'
+            '    local f = assert(io.open("%s/tick-%s", "a")) f:write("t\\n") f:close()\n'
+            '    squall.sleep(0.01)\n'
+            '  end\n'
+            'end)\n'
+            'app:get("/v", function(req) return "%s" end)\n'
+            'return app\n') % (mark_dir, tag, tag)
+
+
+class BackgroundTasksTest(ServerCase):
+
+    def ticks(self, tag, at_least=0):
+        """Lines in marks/tick-<tag>, once there are `at_least`."""
+        def count():
+            try:
+                with open(os.path.join(self.marks, "tick-" + tag)) as f:
+                    return f.read().count("\n")
+            except FileNotFoundError:
+                return 0
+        _, seen = dbharness.poll(count, lambda n: n >= at_least, 5, 0.01)
+        self.assertGreaterEqual(seen[-1], at_least, "the %s loop is not ticking" % tag)
+        return seen[-1]
+
+    def test_a_loop_spawned_at_the_top_level_ends_with_its_generation(self):
+        # Otherwise it would keep the retired generation, and its Lua state, alive for good.
+        server = self.start_server({}, lambda marks: ticker_app("g0", marks), reload=False)
+        self.ticks("g0", at_least=3)
+        server.write_script("app.lua", ticker_app("g1", self.marks))
+        self.reload_ok(1)
+        self.assertBody(self.get("/v"), "g1")
+        self.ticks("g1", at_least=3)
+        stopped = self.ticks("g0")
+        time.sleep(0.3)   # 30 ticks' time
+        self.assertEqual(self.ticks("g0"), stopped, "the retired generation's loop still runs")
+        self.ticks("g1", at_least=self.ticks("g1") + 3)
+
+    def test_a_top_level_loop_waiting_on_the_database_does_not_hold_up_shutdown(self):
+        # A long-poll loop always has a query out; the drain waits for outstanding queries, so
+        # without ending the loop every SIGTERM would last until shutdown_timeout.
+        database = dbharness.shared_db()
+        app = ('local squall = require "squall"\n'
+               'local db = require "squall.db"\n'
+               'local app = squall.app()\n'
+               + reloadharness.STATUS_ROUTE +
+               'squall.spawn(function()\n'
+               '  while true do db.query("SELECT SLEEP(0.2)") end\n'
+               'end)\n'
+               'app:get("/v", function(req) return "polling" end)\n'
+               'return app\n')
+        server = self.start_server({"app.lua": app}, reload=False,
+                                   config={"db": database.config(), "shutdown_timeout": 20})
+        self.assertBody(self.get("/v"), "polling")
+        started = time.monotonic()
+        server.signal()
+        server.expect_clean_exit(25)
+        took = time.monotonic() - started
+        self.assertLess(took, 5, "the drain waited %.1fs for the loop's queries" % took)
+
+
 def conn_app(tag):
     return ('local squall = require "squall"\n'
             'local db = require "squall.db"\n'

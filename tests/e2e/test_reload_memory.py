@@ -98,6 +98,22 @@ class ReloadMemoryTest(ReloadTestCase):
         time.sleep(0.2)
         self.assertRssKept(rss_before, server.rss_kib(), "%d failed reloads" % n)
 
+    def test_reloads_of_an_app_whose_top_level_spawns_a_loop_leak_no_generation(self):
+        # A module-level refresh loop never ends by itself: retiring its generation ends it.
+        loop = "squall.spawn(function() while true do squall.sleep(0.005) end end)\n"
+        server = self.start_server(app_of("l0", top=loop))
+        rss_before = None
+        for i in range(WARMUP + RELOADS // 2):
+            if i == WARMUP:
+                rss_before = server.rss_kib()
+            tag = "l%d" % (i + 1)
+            server.write_script("app.lua", app_of(tag, top=loop))
+            st = self.reload_and_wait(i + 1)
+            self.assertEqual((st["ok"], st["generation"]), (True, i + 1), st)
+            self.assertServes("%s 20000" % tag)
+        time.sleep(0.2)
+        self.assertRssKept(rss_before, server.rss_kib(), "%d reloads" % (RELOADS // 2))
+
     def test_reloads_requested_while_loading_leak_no_generation(self):
         # Loading sleeps 50 ms at the top level, and a second SIGHUP comes in meanwhile: the
         # loaded generation is committed and another load starts right after.
