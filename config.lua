@@ -20,7 +20,8 @@ return {
   },
   log = { level = "info", error = "stderr", access = false },
   db = {
-    socket = "var/mariadb/mysqld.sock",
+    -- tools/db.sh puts its server in SQUALL_DB_DIR when that is set (config.lua is plain Lua).
+    socket = (os.getenv("SQUALL_DB_DIR") or "var/mariadb") .. "/mysqld.sock",
     user = "squall",
     password = "squall",
     database = "squall",

@@ -110,6 +110,7 @@ ensure_nginx_lua() {
 
 build_squall() {
   if [ "${SKIP_BUILD:-0}" = 1 ] && [ -x "$SQUALL_BIN" ]; then return; fi
+  bash "$ROOT/tools/setup.sh" >&2   # the build's own packages (LuaJIT, libuv, Connector/C, llhttp)
   log "building Squall (Release)"
   cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >"$RUNDIR/cmake-configure.log" 2>&1 \
     || { tail -30 "$RUNDIR/cmake-configure.log" >&2; die "cmake configure failed"; }

@@ -117,7 +117,9 @@ static int marked_array(lua_State *L, int idx)
 {
   if (!lua_getmetatable(L, idx))
     return 0;
-  lua_getfield(L, -1, "__jsontype");
+  /* rawget: a metatable's own __index must not run (or raise) inside the encoder. */
+  lua_pushliteral(L, "__jsontype");
+  lua_rawget(L, -2);
   int yes = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "array") == 0;
   lua_pop(L, 2);
   return yes;

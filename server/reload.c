@@ -157,8 +157,18 @@ static uint64_t mix(uint64_t h, uint64_t v)
   return h;
 }
 
-/* Order-independent fingerprint of every .lua file below `dir`: path, size and mtime. */
-static uint64_t scan_dir(const char *dir, int depth)
+/* The directories a scan is inside of, innermost first. */
+typedef struct scan_dir_s {
+  dev_t dev;
+  ino_t ino;
+  const struct scan_dir_s *up;
+} scan_dir_t;
+
+/* Order-independent fingerprint of every .lua file below `dir`: path, size and mtime. Symlinks
+ * are followed (a shared library linked into scripts/ is watched too), except one back to a
+ * directory the scan is already inside of: two such links would make it exponential, on main's
+ * loop, which also handles the signals. */
+static uint64_t scan_dir(const char *dir, const scan_dir_t *up, int depth)
 {
   uint64_t fp = 0;
   DIR *d = opendir(dir);
@@ -174,7 +184,12 @@ static uint64_t scan_dir(const char *dir, int depth)
     if (stat(path, &st) != 0)
       continue;
     if (S_ISDIR(st.st_mode)) {
-      fp += scan_dir(path, depth + 1);  /* only its .lua files count, so an empty one does not */
+      const scan_dir_t *a = up;
+      while (a && (a->dev != st.st_dev || a->ino != st.st_ino))
+        a = a->up;
+      scan_dir_t here = {st.st_dev, st.st_ino, up};
+      if (!a)
+        fp += scan_dir(path, &here, depth + 1);  /* only its .lua files count, so an empty one does not */
     } else if (S_ISREG(st.st_mode)) {
       size_t n = strlen(e->d_name);
       if (n < 5 || strcmp(e->d_name + n - 4, ".lua") != 0)
@@ -191,10 +206,19 @@ static uint64_t scan_dir(const char *dir, int depth)
   return fp;
 }
 
+static uint64_t scan_scripts(const sq_config_t *cfg)
+{
+  struct stat st;
+  if (stat(cfg->scripts, &st) != 0)
+    return 0;
+  scan_dir_t root = {st.st_dev, st.st_ino, NULL};
+  return scan_dir(cfg->scripts, &root, 0);
+}
+
 static void on_scan(uv_timer_t *t)
 {
   sq_reload_t *r = t->data;
-  uint64_t fp = scan_dir(r->s->cfg->scripts, 0);
+  uint64_t fp = scan_scripts(r->s->cfg);
   uint64_t now = uv_now(r->loop);
   if (fp != r->fingerprint) {
     r->fingerprint = fp;
@@ -208,7 +232,7 @@ static void on_scan(uv_timer_t *t)
 
 /* ---- start and stop ---------------------------------------------------------------------- */
 
-uint64_t sq_reload_scan(const sq_config_t *cfg) { return scan_dir(cfg->scripts, 0); }
+uint64_t sq_reload_scan(const sq_config_t *cfg) { return scan_scripts(cfg); }
 
 sq_reload_t *sq_reload_start(sq_server_t *s, uv_loop_t *loop, uint64_t baseline)
 {

@@ -163,6 +163,12 @@ static void on_generation_loaded(sq_bridge_t *b, const char *err, void *arg)
     snprintf(w->gen_err, sizeof w->gen_err, "%s", err);
     retire(w, b);
     atomic_store(&w->gen_state, SQ_GEN_FAILED);
+  } else if (w->draining) {
+    /* It will never serve. Retired before maybe_finish below: what its top level spawned is
+     * still queued to run after this callback, and must not run once the handles are closed. */
+    snprintf(w->gen_err, sizeof w->gen_err, "the server is shutting down");
+    retire(w, b);
+    atomic_store(&w->gen_state, SQ_GEN_FAILED);
   } else {
     w->pending = b;
     atomic_store(&w->gen_state, SQ_GEN_READY);
@@ -218,6 +224,23 @@ void sq_worker_reload(sq_worker_t *w, int phase)
 
 void sq__worker_maybe_finish(sq_worker_t *w) { maybe_finish(w); }
 
+/* No new request will come. A top level's background loop ends now: one that queries in a loop
+ * would otherwise hold the drain (which waits for outstanding queries) until shutdown_timeout,
+ * or for good where there is none (--check, squall test). A generation still loading is left to
+ * finish its load: its loader shares that context. */
+static void begin_drain(sq_worker_t *w)
+{
+  if (w->draining)
+    return;
+  w->draining = 1;
+  if (w->listening && !uv_is_closing((uv_handle_t *)&w->listener))
+    uv_close((uv_handle_t *)&w->listener, NULL);
+  if (w->bridge)
+    sq_bridge_retire(w->bridge);
+  if (w->pending)
+    sq_bridge_retire(w->pending);
+}
+
 static void on_control(uv_async_t *a)
 {
   sq_worker_t *w = a->data;
@@ -233,18 +256,7 @@ static void on_control(uv_async_t *a)
   }
   if (cmd == SQ_WORKER_RUN)
     return;
-  if (!w->draining) {
-    w->draining = 1;
-    if (w->listening && !uv_is_closing((uv_handle_t *)&w->listener))
-      uv_close((uv_handle_t *)&w->listener, NULL);
-    /* No new request comes: a top level's background loop ends now, or one that queries in a
-     * loop would hold the drain until shutdown_timeout. A generation still loading is left to
-     * finish its load (its loader shares that context). */
-    if (w->bridge)
-      sq_bridge_retire(w->bridge);
-    if (w->pending)
-      sq_bridge_retire(w->pending);
-  }
+  begin_drain(w);
   if (cmd == SQ_WORKER_FORCE) {
     sq_bridge_t *gens[] = {w->bridge, w->loading, w->pending};
     for (size_t i = 0; i < sizeof gens / sizeof *gens; i++)
@@ -288,7 +300,7 @@ static void mark_finished(sq_worker_t *w)
 
 static void begin_stop(sq_worker_t *w)
 {
-  w->draining = 1;
+  begin_drain(w);
   maybe_finish(w);
 }
 

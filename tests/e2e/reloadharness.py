@@ -12,6 +12,7 @@ Python 3 standard library only.
 """
 
 import http.client
+import itertools
 import os
 import re
 import signal
@@ -26,6 +27,14 @@ PID_FILE = "run/squall.pid"
 
 # A route returning squall.reload_status() as JSON; paste into an app below `local app = ...`.
 STATUS_ROUTE = 'app:get("/reload-status", function() return squall.reload_status() end)\n'
+
+# GET /slow?s=S&mark=PATH: creates PATH once it runs, sleeps S seconds on a timer, then answers
+# "slow <tag>" with the code it started on. Format with the tag; start it with start_slow().
+SLOW = ('app:get("/slow", function(req)\n'
+        '  if req.query.mark then assert(io.open(req.query.mark, "w")):close() end\n'
+        '  squall.sleep(tonumber(req.query.s))\n'
+        '  return "slow %s"\n'
+        'end)\n')
 
 SERVING_RE = re.compile(r"reload: generation (\d+) is serving")
 FAILED_RE = re.compile(r"\[error\] reload failed, generation (\d+) keeps serving: (.*)")
@@ -203,6 +212,23 @@ class ReloadTestCase(unittest.TestCase):
         r = self.server.request("GET", path)
         self.assertEqual((r.status, r.body), (200, body.encode()),
                          "%r\n%s" % (r, self.server.log()[-3000:]))
+
+
+_slow_marks = itertools.count()
+
+
+def start_slow(server, seconds, timeout=10):
+    """GET /slow?s=seconds in a thread (a harness.ThreadResult), returned once the handler is
+    inside its sleep: what the request answers shows the generation it started on."""
+    mark = os.path.join(server.dir, "slow-started-%d" % next(_slow_marks))
+    t = harness.ThreadResult(server.request, "GET", "/slow?s=%g&mark=%s" % (seconds, mark),
+                             None, None, timeout)
+    deadline = time.monotonic() + 5
+    while not os.path.exists(mark):
+        if time.monotonic() > deadline:
+            raise AssertionError("GET /slow never started\n%s" % server.describe())
+        time.sleep(0.01)
+    return t
 
 
 class CountingConnection(http.client.HTTPConnection):

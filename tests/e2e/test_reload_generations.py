@@ -1,9 +1,11 @@
 """Generations: a request finishes on the code it started on (waiting in the database or in
 squall.sleep across one or more reloads) while new requests get the new code; module-level state
 starts fresh in each generation (documented: keep no per-request state in module variables); a
-reload asked for while one is loading runs once more afterwards."""
+loop spawned at a module's top level ends with its generation, and at shutdown, --check and the
+end of `squall test`; a reload asked for while one is loading runs once more afterwards."""
 
 import os
+import subprocess
 import time
 
 import dbharness
@@ -129,6 +131,25 @@ def ticker_app(tag, mark_dir):
             'return app\n') % (mark_dir, tag, tag)
 
 
+# A long-poll loop at the top level: it always has a query out.
+POLLING_APP = ('local squall = require "squall"\n'
+               'local db = require "squall.db"\n'
+               'local app = squall.app()\n'
+               + reloadharness.STATUS_ROUTE +
+               'squall.spawn(function()\n'
+               '  while true do db.query("SELECT SLEEP(0.2)") end\n'
+               'end)\n'
+               'app:get("/v", function(req) return "polling" end)\n'
+               'return app\n')
+
+LOOP_SPEC = ('local t = require "squall.test"\n'
+             'describe("an app with a polling loop", function()\n'
+             '  it("serves", function()\n'
+             '    assert.equal("polling", t.client():get("/v").body)\n'
+             '  end)\n'
+             'end)\n')
+
+
 class BackgroundTasksTest(ServerCase):
 
     def ticks(self, tag, at_least=0):
@@ -160,16 +181,7 @@ class BackgroundTasksTest(ServerCase):
         # A long-poll loop always has a query out; the drain waits for outstanding queries, so
         # without ending the loop every SIGTERM would last until shutdown_timeout.
         database = dbharness.shared_db()
-        app = ('local squall = require "squall"\n'
-               'local db = require "squall.db"\n'
-               'local app = squall.app()\n'
-               + reloadharness.STATUS_ROUTE +
-               'squall.spawn(function()\n'
-               '  while true do db.query("SELECT SLEEP(0.2)") end\n'
-               'end)\n'
-               'app:get("/v", function(req) return "polling" end)\n'
-               'return app\n')
-        server = self.start_server({"app.lua": app}, reload=False,
+        server = self.start_server({"app.lua": POLLING_APP}, reload=False,
                                    config={"db": database.config(), "shutdown_timeout": 20})
         self.assertBody(self.get("/v"), "polling")
         started = time.monotonic()
@@ -177,6 +189,20 @@ class BackgroundTasksTest(ServerCase):
         server.expect_clean_exit(25)
         took = time.monotonic() - started
         self.assertLess(took, 5, "the drain waited %.1fs for the loop's queries" % took)
+
+    def test_check_and_squall_test_end_although_a_top_level_loop_waits_on_the_database(self):
+        # Neither has a shutdown_timeout to end the wait: before, both hung.
+        server = harness.Server(config={"db": dbharness.shared_db().config()}, copy_app=False,
+                                scripts={"app.lua": POLLING_APP, "loop_spec.lua": LOOP_SPEC})
+        self.addCleanup(server.cleanup)
+        r = harness.run_check(server.config_path, cwd=server.dir, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        p = subprocess.run([harness.squall_bin(), "test", "-c", server.config_path,
+                            os.path.join(server.dir, "scripts", "loop_spec.lua")],
+                           cwd=server.dir, stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("1 success", p.stdout + p.stderr)
 
 
 def conn_app(tag):

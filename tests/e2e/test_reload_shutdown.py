@@ -8,9 +8,7 @@ import unittest
 
 import dbharness
 import harness
-from reloadharness import ReloadServer, app_source
-
-SLOW = 'app:get("/slow", function(req) squall.sleep(tonumber(req.query.s)) return "slow %s" end)\n'
+from reloadharness import SLOW, ReloadServer, app_source, start_slow
 
 
 class ShutdownDuringReloadTest(unittest.TestCase):
@@ -52,8 +50,7 @@ class ShutdownDuringReloadTest(unittest.TestCase):
         self.server.expect_clean_exit(4)
 
     def test_sighup_while_draining_does_not_hold_up_exit(self):
-        sleeper = harness.ThreadResult(self.server.request, "GET", "/slow?s=0.6", None, None, 10)
-        time.sleep(0.2)
+        sleeper = start_slow(self.server, 0.6)
         self.server.signal(signal.SIGTERM)
         time.sleep(0.1)
         self.server.write_script("app.lua", app_source('"v2"', SLOW % "v2"))
@@ -63,8 +60,7 @@ class ShutdownDuringReloadTest(unittest.TestCase):
         self.server.expect_clean_exit(4)
 
     def test_request_on_a_retired_generation_finishes_before_exit(self):
-        sleeper = harness.ThreadResult(self.server.request, "GET", "/slow?s=1.0", None, None, 10)
-        time.sleep(0.2)
+        sleeper = start_slow(self.server, 1.0)
         self.server.write_script("app.lua", app_source('"v2"', SLOW % "v2"))
         r = self.server.cli_reload()
         self.assertEqual(r.returncode, 0, "%r %r" % (r.stdout, r.stderr))
@@ -76,8 +72,28 @@ class ShutdownDuringReloadTest(unittest.TestCase):
 
 
 class ShutdownDuringReloadWithDatabaseTest(ShutdownDuringReloadTest):
-    """The same with a database pool configured (unused by the app)."""
+    """The same with a database pool configured (unused by the app), and a new generation whose
+    top level starts a loop that always has a query out."""
     with_db = True
+
+    def test_a_generation_that_loads_during_the_drain_does_not_start_its_loop(self):
+        # A request in flight keeps the drain going while the new code finishes loading. It never
+        # serves; were its loop to run, the drain would wait for its queries until
+        # shutdown_timeout (5 s here).
+        sleeper = start_slow(self.server, 1.2)
+        loop = ('local db = require "squall.db"\n'
+                'squall.sleep(0.3)\n'
+                'squall.spawn(function() while true do db.query("SELECT SLEEP(0.2)") end end)\n')
+        self.server.write_script("app.lua", app_source('"v2"', SLOW % "v2", header=loop))
+        self.server.sighup()
+        self.server.wait_for_log(lambda t: "loading a new generation" in t, 2)
+        started = time.monotonic()
+        self.server.signal(signal.SIGTERM)
+        resp = sleeper.get(10)
+        self.assertEqual((resp.status, resp.body), (200, b"slow v1"), resp)
+        self.server.expect_clean_exit(8)
+        took = time.monotonic() - started
+        self.assertLess(took, 3.5, "the drain took %.1fs: the new generation's loop ran" % took)
 
 
 if __name__ == "__main__":

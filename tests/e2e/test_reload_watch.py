@@ -8,10 +8,7 @@ import time
 
 import harness
 from harness import build_request
-from reloadharness import ReloadServer, ReloadTestCase, app_source
-
-# GET /slow sleeps on a timer, then answers with the code it started on.
-SLOW = 'app:get("/slow", function(req) squall.sleep(tonumber(req.query.s)) return "slow %s" end)\n'
+from reloadharness import SLOW, ReloadServer, ReloadTestCase, app_source, start_slow
 
 
 def versioned_app(tag, extra=""):
@@ -61,8 +58,8 @@ class WatcherTest(ReloadTestCase):
         self.assertBody(self.get("/v"), "v1")
 
         # Requests that are sleeping when the new code is written and when it takes over.
-        sleepers = [harness.ThreadResult(self.get, "/slow?s=1.5", 10) for _ in range(4)]
         sleepers_started = time.monotonic()
+        sleepers = [start_slow(self.server, 1.5) for _ in range(4)]
         # And a steady stream of requests on fresh connections across the change.
         stream, stop = [], threading.Event()
 
@@ -76,7 +73,6 @@ class WatcherTest(ReloadTestCase):
 
         hammer_thread = threading.Thread(target=hammer, daemon=True)
         hammer_thread.start()
-        time.sleep(0.2)    # the sleepers are inside squall.sleep by now
 
         self.server.write_script("app.lua", versioned_app("v2"))
         took = self.wait_body("/v", "v2", timeout=2.0)
@@ -159,6 +155,26 @@ class WatcherTest(ReloadTestCase):
         self.server.write_script("static/css/site.css", "body { color: black }")
         self.assertNoReload()
         self.assertBody(self.get("/v"), "v1")
+
+    def test_symlinked_directories_are_watched_and_links_back_up_do_not_hang_the_scan(self):
+        # A library kept outside scripts/ and linked in is watched like the rest; two links back
+        # to scripts/ itself would make a naive scan exponential (main's loop would hang).
+        server = ReloadServer({"app.lua": app_source(
+            '"v1 " .. require("shared.lib").text')})
+        outside = os.path.join(server.dir, "shared-lib")
+        os.makedirs(outside)
+        with open(os.path.join(outside, "lib.lua"), "w") as f:
+            f.write('return { text = "lib A" }\n')
+        os.symlink(outside, server.script_path("shared"))
+        os.symlink(".", server.script_path("again"))
+        os.symlink("..", os.path.join(outside, "up"))
+        self.adopt(server)
+        self.assertBody(self.get("/v"), "v1 lib A")
+        with open(os.path.join(outside, "lib.lua"), "w") as f:
+            f.write('return { text = "lib B" }\n')
+        self.wait_body("/v", "v1 lib B", timeout=2.0)
+        self.server.write_script("app.lua", app_source('"v2"'))
+        self.wait_body("/v", "v2", timeout=2.0)
 
     def test_burst_of_partial_writes_gives_one_reload(self):
         self.start_server({"app.lua": versioned_app("v1")})

@@ -46,6 +46,13 @@ describe("squall.json.encode", function()
     assert.same({ ["1"] = "a", ["3"] = "c" }, o)
   end)
 
+  it("encodes an empty object of a class whose metatable inherits through __index", function()
+    -- The array mark is looked up in the metatable itself, never through its own __index.
+    local Base = setmetatable({}, { __index = function(_, k) error("looked up " .. k) end })
+    local Class = setmetatable({}, { __index = Base })
+    assert.equal("{}", json.encode(setmetatable({}, Class)))
+  end)
+
   it("encodes an empty result set as an empty array", function()
     assert.equal("[]", json.encode(db.query("SELECT 1 AS x FROM DUAL WHERE 1 = 0")))
   end)
