@@ -436,7 +436,8 @@ static void conn_process(sq_conn_t *c)
     }
     return;
   }
-  if (c->eof || c->w->draining)
+  /* Draining closes after the last complete request; one still arriving is answered first. */
+  if (c->eof || (c->w->draining && !c->in_message))
     c->want_close = 1;
   if (!c->want_close && !c->in_message && c->timer_mode != T_IDLE)
     timer_set(c, T_IDLE, c->w->cfg->limits.keepalive_timeout);

@@ -121,7 +121,9 @@ class ShutdownTest(unittest.TestCase):
             self.server.signal(signal.SIGTERM)
             self.server.wait_for_log(lambda log: "draining" in log)
             self.assertTrue(c.is_open(0.5), "closed a connection whose request was arriving")
-            c.send(b"world")
+            c.send(b"wor")    # the rest in two reads: the first does not complete it
+            self.assertTrue(c.is_open(0.3), "closed after a piece that did not end the request")
+            c.send(b"ld")
             r = c.read_response()
             self.assertEqual((r.status, r.body), (200, b"helloworld"), r)
             self.assertEqual((r.header("Connection") or "").lower(), "close", r)
