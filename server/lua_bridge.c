@@ -48,6 +48,7 @@ struct sq_task_s {
   sq_bridge_t *b;
   lua_State *co;
   int co_ref;
+  int handle_ref;        /* TASK_SPAWNED: its squall.spawn handle, to fail its waiters if abandoned */
   int kind;              /* TASK_*: what its return values mean */
   int wait;              /* SQ_WAIT_* */
   int ready_nargs;
@@ -72,6 +73,7 @@ struct sq_bridge_s {
                             held (one ref) until the generation is retired */
   sq_task_t *ready_head, *ready_tail;
   int running_ready;
+  int resuming;          /* a coroutine of this generation is running: run no other one nested */
   sq_task_t *sleepers;
   int db_waiting;        /* tasks whose database job or client I/O has not come back */
   int ntasks;            /* bound tasks: while any is left, the generation stays */
@@ -94,6 +96,8 @@ enum {
 /* ---- tasks ------------------------------------------------------------------------------- */
 
 static void run_ready(sq_bridge_t *b);
+static void run_woken(sq_bridge_t *b);
+static void make_ready(sq_task_t *t, int nargs);
 
 sq_bridge_t *sq__bridge_of(lua_State *L)
 {
@@ -104,6 +108,12 @@ sq_bridge_t *sq__bridge_of(lua_State *L)
 }
 
 sq_worker_t *sq__bridge_worker(sq_bridge_t *b) { return b->w; }
+
+void sq__bridge_settled(sq_bridge_t *b)
+{
+  if (b->w && b->w->draining && sq_bridge_quiescent(b))
+    sq__worker_maybe_finish(b->w);
+}
 
 sq_task_t *sq__task_current(lua_State *L)
 {
@@ -185,6 +195,7 @@ static sq_task_t *task_new(sq_bridge_t *b, sq_reqctx_t *x, int kind)
   }
   t->link = NULL;
   t->kind = kind;
+  t->handle_ref = LUA_NOREF;
   t->res = NULL;
   t->wait = SQ_WAIT_NONE;
   task_bind(t, x);
@@ -206,6 +217,7 @@ static void task_finish(sq_task_t *t)
   sq_bridge_t *b = t->b;
   assert(t->wait == SQ_WAIT_NONE && t->timer == NULL);
   release_held(t);  /* a transaction its code left open is rolled back, not inherited */
+  luaL_unref(b->L, LUA_REGISTRYINDEX, t->handle_ref);  /* its handle holds its results now */
   task_unbind(t);
   lua_settop(t->co, 0);
   t->wait = SQ_WAIT_NONE;
@@ -226,12 +238,70 @@ static void sleeper_unlink(sq_task_t *t)
 
 static void on_timer_closed(uv_handle_t *h) { free(h); }
 
+/* Readies the task whose coroutine is at `idx` if it is in core.suspend(); 1 if it was. */
+static int wake_thread(sq_bridge_t *b, lua_State *L, int idx)
+{
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->tasks_ref);
+  lua_pushvalue(L, idx > 0 ? idx : idx - 1);
+  lua_rawget(L, -2);
+  sq_task_t *t = lua_touserdata(L, -1);
+  lua_pop(L, 2);
+  if (!t || t->wait != SQ_WAIT_WAKE)
+    return 0;
+  make_ready(t, 0);
+  return 1;
+}
+
+/* A spawned task that will never finish completes its handle (lua/squall/init.lua's Task: done,
+ * results, waiters) with an error, and wakes the coroutines in its task:wait() to raise it:
+ * a request waiting on another request's task, or on a top level's, must not wait for good. */
+static void fail_handle(sq_task_t *t)
+{
+  lua_State *L = t->b->L;
+  if (t->handle_ref == LUA_NOREF)
+    return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->handle_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->handle_ref);
+  t->handle_ref = LUA_NOREF;
+  int h = lua_gettop(L);
+  lua_pushliteral(L, "results");
+  lua_createtable(L, 2, 1);
+  lua_pushboolean(L, 0);
+  lua_rawseti(L, -2, 1);
+  lua_pushliteral(L, "squall.spawn: the task was stopped before it finished (the request that "
+                     "spawned it ended, or a reload replaced the code that spawned it)");
+  lua_rawseti(L, -2, 2);
+  lua_pushliteral(L, "n");
+  lua_pushinteger(L, 2);
+  lua_rawset(L, -3);
+  lua_rawset(L, h);
+  lua_pushliteral(L, "done");
+  lua_pushboolean(L, 1);
+  lua_rawset(L, h);
+  lua_pushliteral(L, "waiters");
+  lua_rawget(L, h);
+  lua_pushliteral(L, "waiters");
+  lua_pushnil(L);
+  lua_rawset(L, h);
+  if (lua_istable(L, -1)) {
+    int n = (int)lua_objlen(L, -1);
+    for (int i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, i);
+      if (lua_isthread(L, -1))
+        wake_thread(t->b, L, -1);
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, h - 1);
+}
+
 /* Drops a suspended (or failed) task without resuming it. Its coroutine is mid-function, so it
  * is never reused: it is unanchored and left to the collector. */
 static void task_abandon(sq_task_t *t)
 {
   sq_bridge_t *b = t->b;
   release_held(t);
+  fail_handle(t);
   if (t->timer) {
     uv_close((uv_handle_t *)t->timer, on_timer_closed);
     t->timer = NULL;
@@ -286,6 +356,7 @@ lua_State *sq__task_arrived(sq_task_t *t)
   t->wait = SQ_WAIT_NONE;
   if (!t->ctx->alive || b->forced) {
     task_abandon(t);
+    run_woken(b);
     return NULL;
   }
   return t->co;
@@ -391,7 +462,9 @@ static void resume(sq_task_t *t, int nargs)
   sq_bridge_t *b = t->b;
   lua_State *co = t->co;
   t->wait = SQ_WAIT_NONE;
+  b->resuming++;
   int st = lua_resume(co, nargs);
+  b->resuming--;
   if (st == LUA_YIELD && t->wait != SQ_WAIT_NONE)
     return;  /* a host function holds the task and resumes it when its event comes */
   if (t->kind == TASK_LOADER) {
@@ -478,7 +551,20 @@ static void ctx_kill(sq_reqctx_t *x)
   }
 }
 
-void sq_bridge_detach(void *task) { ctx_kill(((sq_task_t *)task)->ctx); }
+/* Runs the tasks a kill woke (waiters of a stopped task), unless a coroutine of this
+ * generation is running further up the stack: its resume drains the queue when it returns. */
+static void run_woken(sq_bridge_t *b)
+{
+  if (!b->resuming)
+    run_ready(b);
+}
+
+void sq_bridge_detach(void *task)
+{
+  sq_bridge_t *b = ((sq_task_t *)task)->b;
+  ctx_kill(((sq_task_t *)task)->ctx);
+  run_woken(b);
+}
 
 void sq_bridge_retire(sq_bridge_t *b)
 {
@@ -488,6 +574,7 @@ void sq_bridge_retire(sq_bridge_t *b)
   b->top = NULL;
   ctx_kill(x);      /* our ref keeps x while its tasks are abandoned */
   ctx_unref(b, x);
+  run_woken(b);
 }
 
 int sq_bridge_quiescent(sq_bridge_t *b) { return b->db_waiting == 0; }
@@ -555,13 +642,18 @@ static int l_sleep(lua_State *L)
   return lua_yield(L, 0);
 }
 
-/* core.spawn(fn, ...): a new task of the same request, run once the caller yields. */
+/* core.spawn(handle, fn, ...): a new task of the same request, run once the caller yields.
+ * `handle` is the Lua Task that fail_handle completes if the task is abandoned. */
 static int l_spawn(lua_State *L)
 {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
   sq_task_t *parent = check_task(L, "squall.spawn");
-  int n = lua_gettop(L);
   sq_task_t *t = task_new(parent->b, parent->ctx, TASK_SPAWNED);
+  lua_pushvalue(L, 1);
+  t->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_remove(L, 1);
+  int n = lua_gettop(L);
   lua_xmove(L, t->co, n);
   make_ready(t, n - 1);
   return 0;

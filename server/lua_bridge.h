@@ -88,5 +88,8 @@ void sq__task_unhold(sq_task_res_t *res);
 
 sq_bridge_t *sq__bridge_of(lua_State *L);
 sq_worker_t *sq__bridge_worker(sq_bridge_t *b);
+/* An external wait of this generation (a query, a client request) has ended, its task resumed
+ * or abandoned: a drain that waited for it may be able to finish now. */
+void sq__bridge_settled(sq_bridge_t *b);
 
 #endif

@@ -24,6 +24,7 @@ typedef struct {
   uv_write_t wreq;
   llhttp_t parser;
   sq_task_t *task;
+  sq_bridge_t *bridge;  /* the task's generation, which outlives an abandoned task */
   sq_buf_t request;
   sq_buf_t head;        /* header names and values, NUL-separated */
   sq_buf_t body;
@@ -55,12 +56,15 @@ static void finish(client_t *c, const char *err)
   uv_close((uv_handle_t *)&c->timer, on_closed);
   uv_close((uv_handle_t *)&c->tcp, on_closed);
   lua_State *co = sq__task_arrived(c->task);
-  if (!co)
+  if (!co) {
+    sq__bridge_settled(c->bridge);
     return;
+  }
   if (err) {
     lua_pushnil(co);
     lua_pushstring(co, err);
     sq__task_resume(c->task, 2);
+    sq__bridge_settled(c->bridge);
     return;
   }
   lua_pushinteger(co, c->status);
@@ -74,6 +78,7 @@ static void finish(client_t *c, const char *err)
   }
   lua_pushlstring(co, c->body.data ? c->body.data : "", c->body.len);
   sq__task_resume(c->task, 3);
+  sq__bridge_settled(c->bridge);
 }
 
 /* Names and values go into `head` as NUL-terminated strings, alternating. A callback may deliver
@@ -223,6 +228,7 @@ static int l_http_request(lua_State *L)
   uv_loop_t *loop = &sq__bridge_worker(sq__bridge_of(L))->loop;
   client_t *c = sq_calloc(1, sizeof *c);
   c->task = t;
+  c->bridge = sq__bridge_of(L);
   c->is_head = is_head;
   c->handles = 2;
   sq_buf_append(&c->request, bytes, len);

@@ -201,9 +201,7 @@ static void on_done(sq_db_job_t *j, void *ctx)
     sq_db_job_free(j);
     sq__task_resume(t, n);
   }
-  sq_worker_t *w = sq__bridge_worker(d->bridge);
-  if (w->draining && sq_bridge_quiescent(d->bridge))
-    sq__worker_maybe_finish(w);
+  sq__bridge_settled(d->bridge);
 }
 
 /* ---- submitting -------------------------------------------------------------------------- */

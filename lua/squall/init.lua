@@ -65,8 +65,9 @@ local task_mt = { __index = Task }
 function _M.spawn(fn, ...)
   if type(fn) ~= "function" then error("squall.spawn: expected a function", 2) end
   local c = host()
+  -- The host fills in done, results and waiters itself if the task is stopped (fail_handle).
   local task = setmetatable({ done = false, waiters = {} }, task_mt)
-  c.spawn(function(...)
+  c.spawn(task, function(...)
     task.results = pack(pcall(fn, ...))
     task.done = true
     local waiters = task.waiters

@@ -2,6 +2,7 @@
 inside a C boundary, a coroutine the host runs resumed by user code, and pipelined responses
 while a later handler waits."""
 
+import os
 import time
 
 import harness
@@ -56,6 +57,27 @@ class HandlerEdgesTest(harness.ServerTestCase):
             self.assertResponse(c.read_response(), 200, "Hello, first")
             self.assertLess(time.monotonic() - t0, 1.0, "the first response waited for the second")
             self.assertResponse(c.read_response(), 200, "slow 1500")
+
+
+class StoppedTaskTest(harness.ServerTestCase):
+    config = {"workers": 1}
+
+    def test_waiting_on_a_task_whose_request_went_away_raises_instead_of_hanging(self):
+        mark = os.path.join(self.server.dir, "shared-task-started")
+        with self.connect() as a:
+            a.send(build_request("GET", "/shared-task/start?mark=" + mark))
+            deadline = time.monotonic() + 5
+            while not os.path.exists(mark):
+                self.assertLess(time.monotonic(), deadline, "/shared-task/start never ran")
+                time.sleep(0.01)
+            joiner = harness.ThreadResult(self.request, "GET", "/shared-task/join")
+            time.sleep(0.2)   # the join is waiting (else it finds the task stopped already)
+        started = time.monotonic()   # the client of /start is gone: its task is stopped
+        r = joiner.get(10)
+        self.assertEqual(r.status, 200, r)
+        self.assertIn(b"failed: squall.spawn: the task was stopped before it finished", r.body)
+        self.assertLess(time.monotonic() - started, 4, "the join waited for the task's sleep")
+        self.assertServesFresh()
 
 
 if __name__ == "__main__":

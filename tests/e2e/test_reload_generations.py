@@ -177,6 +177,34 @@ class BackgroundTasksTest(ServerCase):
         self.assertEqual(self.ticks("g0"), stopped, "the retired generation's loop still runs")
         self.ticks("g1", at_least=self.ticks("g1") + 3)
 
+    def test_a_request_waiting_on_a_top_level_task_gets_an_error_when_a_reload_stops_it(self):
+        def app(tag):
+            return lambda marks: (
+                'local squall = require "squall"\n'
+                'local app = squall.app()\n'
+                + reloadharness.STATUS_ROUTE +
+                'local warm = squall.spawn(function() squall.sleep(5) return "warm" end)\n'
+                'app:get("/v", function(req) return "%s" end)\n'
+                'app:get("/warm", function(req)\n'
+                '  assert(io.open("%s/warming", "w")):close()\n'
+                '  local ok, err = pcall(warm.wait, warm)\n'
+                '  return ok and err or ("failed: " .. tostring(err))\n'
+                'end)\n'
+                'return app\n') % (tag, marks)
+        server = self.start_server({}, app("g0"), reload=False)
+        waiter = harness.ThreadResult(self.get, "/warm", 10)
+        _, seen = dbharness.poll(lambda: os.path.exists(os.path.join(self.marks, "warming")),
+                                 bool, 5, 0.01)
+        self.assertTrue(seen[-1], "/warm never started")
+        server.write_script("app.lua", app("g1")(self.marks))
+        started = time.monotonic()
+        self.reload_ok(1)
+        r = waiter.get(10)
+        self.assertEqual(r.status, 200, r)
+        self.assertIn(b"failed: squall.spawn: the task was stopped before it finished", r.body)
+        self.assertLess(time.monotonic() - started, 4, "the request waited for the task's sleep")
+        self.assertBody(self.get("/v"), "g1")
+
     def test_a_top_level_loop_waiting_on_the_database_does_not_hold_up_shutdown(self):
         # A long-poll loop always has a query out; the drain waits for outstanding queries, so
         # without ending the loop every SIGTERM would last until shutdown_timeout.

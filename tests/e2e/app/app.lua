@@ -173,6 +173,18 @@ app:get("/own-date-server", function(req)
                 ["Content-Length"] = "999" }, "own"
 end)
 
+-- A task one request spawns and another waits on (through module state: one worker only).
+local shared_task
+app:get("/shared-task/start", function(req)
+  shared_task = squall.spawn(function() squall.sleep(5) return "finished" end)
+  assert(io.open(req.query.mark, "w")):close()
+  return shared_task:wait()
+end)
+app:get("/shared-task/join", function(req)
+  local ok, err = pcall(shared_task.wait, shared_task)
+  return ok and "joined" or ("failed: " .. tostring(err))
+end)
+
 app:get("/sleep-in-sort", function(req)
   local t = { 3, 1, 2 }
   table.sort(t, function(a, b) squall.sleep(0.01) return a < b end)
