@@ -29,20 +29,6 @@ DBCEIL="$CACHE/dbceiling"
 # ---------------------------------------------------------------------------------------------
 # setup: packages, MariaDB, dbceiling
 # ---------------------------------------------------------------------------------------------
-ensure_db_packages() {
-  local want=(wrk:/usr/bin/wrk curl:/usr/bin/curl python3:/usr/bin/python3 cmake:/usr/bin/cmake
-              iproute2:/usr/bin/ss gcc:/usr/bin/gcc pkg-config:/usr/bin/pkg-config
-              libmariadb-dev:/usr/include/mariadb/mysql.h mariadb-server:/usr/sbin/mariadbd
-              mariadb-client:/usr/bin/mariadb)
-  local missing=() p
-  for p in "${want[@]}"; do [ -e "${p#*:}" ] || missing+=("${p%%:*}"); done
-  if [ ${#missing[@]} -gt 0 ]; then
-    apt_update_once
-    log "installing: ${missing[*]}"
-    # RUNLEVEL=1 keeps invoke-rc.d from starting the system MariaDB service.
-    RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
-  fi
-}
 
 DB_STARTED=0
 ensure_db() {
@@ -217,7 +203,10 @@ mkdir -p "$RESULTS"
 trap db_cleanup EXIT
 trap 'exit 130' INT TERM
 
-ensure_db_packages
+ensure_packages wrk:/usr/bin/wrk curl:/usr/bin/curl python3:/usr/bin/python3 cmake:/usr/bin/cmake \
+  iproute2:/usr/bin/ss gcc:/usr/bin/gcc pkg-config:/usr/bin/pkg-config \
+  libmariadb-dev:/usr/include/mariadb/mysql.h mariadb-server:/usr/sbin/mariadbd \
+  mariadb-client:/usr/bin/mariadb
 build_squall
 build_dbceiling
 ensure_db

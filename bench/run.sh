@@ -49,18 +49,14 @@ die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
 APT_UPDATED=0
 apt_update_once() { [ "$APT_UPDATED" = 1 ] || { log "apt-get update"; apt-get update -qq >&2; APT_UPDATED=1; }; }
 
+# Installs those of the given package:probe-path pairs whose probe is missing. RUNLEVEL=1 keeps
+# invoke-rc.d from starting the services they bring (nginx on port 80, the system MariaDB).
 ensure_packages() {
-  # package:probe pairs; nginx must be the full Debian nginx (1.22 ships the binary in "nginx";
-  # nginx-light is a transitional package there). libpcre3 is needed by ngx_http_lua_module.so.
-  local want=(wrk:/usr/bin/wrk nginx:/usr/sbin/nginx curl:/usr/bin/curl python3:/usr/bin/python3
-              lua-cjson:/usr/lib/x86_64-linux-gnu/lua/5.1/cjson.so libpcre3:/usr/lib/x86_64-linux-gnu/libpcre.so.3
-              cmake:/usr/bin/cmake iproute2:/usr/bin/ss)
   local missing=() p
-  for p in "${want[@]}"; do [ -e "${p#*:}" ] || missing+=("${p%%:*}"); done
+  for p in "$@"; do [ -e "${p#*:}" ] || missing+=("${p%%:*}"); done
   if [ ${#missing[@]} -gt 0 ]; then
     apt_update_once
     log "installing: ${missing[*]}"
-    # RUNLEVEL=1 keeps invoke-rc.d from starting the system nginx service on port 80.
     RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
   fi
 }
@@ -395,7 +391,11 @@ mkdir -p "$RUNDIR/nginx" "$RESULTS"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ensure_packages
+# nginx must be the full Debian nginx (1.22 ships the binary in "nginx"; nginx-light is a
+# transitional package there). libpcre3 is needed by ngx_http_lua_module.so.
+ensure_packages wrk:/usr/bin/wrk nginx:/usr/sbin/nginx curl:/usr/bin/curl python3:/usr/bin/python3 \
+  lua-cjson:/usr/lib/x86_64-linux-gnu/lua/5.1/cjson.so libpcre3:/usr/lib/x86_64-linux-gnu/libpcre.so.3 \
+  cmake:/usr/bin/cmake iproute2:/usr/bin/ss
 [[ " $SERVERS " == *" nginx "* ]] && ensure_nginx_lua
 [[ " $SERVERS " == *" squall "* ]] && build_squall
 

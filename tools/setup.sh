@@ -26,4 +26,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# RUNLEVEL=1 keeps invoke-rc.d from starting the system MariaDB: the tests and the example app
+# use their own server (tools/db.sh).
+$SUDO env RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
