@@ -115,16 +115,27 @@ void sq__bridge_settled(sq_bridge_t *b)
     sq__worker_maybe_finish(b->w);
 }
 
+/* The task whose coroutine is the thread at `idx` of L's stack, or NULL. */
+static sq_task_t *task_of(sq_bridge_t *b, lua_State *L, int idx)
+{
+  if (idx < 0)
+    idx = lua_gettop(L) + idx + 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->tasks_ref);
+  lua_pushvalue(L, idx);
+  lua_rawget(L, -2);
+  sq_task_t *t = lua_touserdata(L, -1);
+  lua_pop(L, 2);
+  return t;
+}
+
 sq_task_t *sq__task_current(lua_State *L)
 {
   sq_bridge_t *b = sq__bridge_of(L);
   if (!b)
     return NULL;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, b->tasks_ref);
   lua_pushthread(L);
-  lua_rawget(L, -2);
-  sq_task_t *t = lua_touserdata(L, -1);
-  lua_pop(L, 2);
+  sq_task_t *t = task_of(b, L, -1);
+  lua_pop(L, 1);
   return (t && t->co == L) ? t : NULL;
 }
 
@@ -238,20 +249,6 @@ static void sleeper_unlink(sq_task_t *t)
 
 static void on_timer_closed(uv_handle_t *h) { free(h); }
 
-/* Readies the task whose coroutine is at `idx` if it is in core.suspend(); 1 if it was. */
-static int wake_thread(sq_bridge_t *b, lua_State *L, int idx)
-{
-  lua_rawgeti(L, LUA_REGISTRYINDEX, b->tasks_ref);
-  lua_pushvalue(L, idx > 0 ? idx : idx - 1);
-  lua_rawget(L, -2);
-  sq_task_t *t = lua_touserdata(L, -1);
-  lua_pop(L, 2);
-  if (!t || t->wait != SQ_WAIT_WAKE)
-    return 0;
-  make_ready(t, 0);
-  return 1;
-}
-
 /* A spawned task that will never finish completes its handle (lua/squall/init.lua's Task: done,
  * results, waiters) with an error, and wakes the coroutines in its task:wait() to raise it:
  * a request waiting on another request's task, or on a top level's, must not wait for good. */
@@ -287,8 +284,9 @@ static void fail_handle(sq_task_t *t)
     int n = (int)lua_objlen(L, -1);
     for (int i = 1; i <= n; i++) {
       lua_rawgeti(L, -1, i);
-      if (lua_isthread(L, -1))
-        wake_thread(t->b, L, -1);
+      sq_task_t *w = lua_isthread(L, -1) ? task_of(t->b, L, -1) : NULL;
+      if (w && w->wait == SQ_WAIT_WAKE)  /* in core.suspend(), from task:wait() */
+        make_ready(w, 0);
       lua_pop(L, 1);
     }
   }
@@ -670,12 +668,7 @@ static int l_suspend(lua_State *L)
 static int l_wake(lua_State *L)
 {
   luaL_checktype(L, 1, LUA_TTHREAD);
-  sq_bridge_t *b = sq__bridge_of(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, b->tasks_ref);
-  lua_pushvalue(L, 1);
-  lua_rawget(L, -2);
-  sq_task_t *t = lua_touserdata(L, -1);
-  lua_pop(L, 2);
+  sq_task_t *t = task_of(sq__bridge_of(L), L, 1);
   if (!t || t->wait != SQ_WAIT_WAKE) {
     lua_pushboolean(L, 0);
     return 1;
