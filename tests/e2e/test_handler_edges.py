@@ -62,16 +62,20 @@ class HandlerEdgesTest(harness.ServerTestCase):
 class StoppedTaskTest(harness.ServerTestCase):
     config = {"workers": 1}
 
+    def wait_for_mark(self, mark, what):
+        deadline = time.monotonic() + 5
+        while not os.path.exists(mark):
+            self.assertLess(time.monotonic(), deadline, "%s never ran" % what)
+            time.sleep(0.01)
+
     def test_waiting_on_a_task_whose_request_went_away_raises_instead_of_hanging(self):
-        mark = os.path.join(self.server.dir, "shared-task-started")
+        started_mark = os.path.join(self.server.dir, "shared-task-started")
+        joined_mark = os.path.join(self.server.dir, "shared-task-joined")
         with self.connect() as a:
-            a.send(build_request("GET", "/shared-task/start?mark=" + mark))
-            deadline = time.monotonic() + 5
-            while not os.path.exists(mark):
-                self.assertLess(time.monotonic(), deadline, "/shared-task/start never ran")
-                time.sleep(0.01)
-            joiner = harness.ThreadResult(self.request, "GET", "/shared-task/join")
-            time.sleep(0.2)   # the join is waiting (else it finds the task stopped already)
+            a.send(build_request("GET", "/shared-task/start?mark=" + started_mark))
+            self.wait_for_mark(started_mark, "/shared-task/start")
+            joiner = harness.ThreadResult(self.request, "GET", "/shared-task/join?mark=" + joined_mark)
+            self.wait_for_mark(joined_mark, "/shared-task/join")   # now inside task:wait()
         started = time.monotonic()   # the client of /start is gone: its task is stopped
         r = joiner.get(10)
         self.assertEqual(r.status, 200, r)
