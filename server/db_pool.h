@@ -21,12 +21,18 @@ typedef struct {
   char *password;
   char *database;
   char *charset;
-  int pool_size;
+  int pool_size;            /* connections, spread over `threads` */
+  int threads;              /* database threads, each an event loop driving its connections */
   double connect_timeout;   /* seconds */
   double query_timeout;     /* seconds; 0 = none */
   double queue_timeout;     /* seconds a job may wait for a free connection */
   int max_queue;            /* jobs that may wait; past it, submit fails at once */
   int stmt_cache;           /* prepared statements kept per connection (LRU) */
+  double max_lifetime;      /* seconds a connection lives before it is replaced; 0 = forever */
+  double idle_timeout;      /* seconds idle before a connection is closed; 0 = never */
+  int min_idle;             /* connections kept open however long they idle */
+  char **init_sql;          /* statements run on every new connection, in order */
+  int ninit_sql;
 } sq_db_config_t;
 
 /* Frees the strings of a config (its owner's copy: config.c's and the pool's). */
@@ -98,8 +104,9 @@ struct sq_db_job_s {
 };
 
 typedef struct {
-  int size, busy, waiting;
-  uint64_t queries, errors;
+  int size, open, busy, waiting;   /* open: connections currently connected */
+  uint64_t queries, errors;        /* errors: failed statements, not counting the two below */
+  uint64_t exhausted, timeouts;    /* jobs refused or expired in the queue; queries past query_timeout */
   double wait_seconds, query_seconds;  /* totals */
 } sq_db_stats_t;
 
