@@ -90,6 +90,8 @@ struct sq_db_job_s {
   size_t sql_len;
   sq_db_value_t *params;
   int nparams;
+  int uncached;             /* prepare for this job only and close after: a shape that must not
+                               crowd the statement cache (a long list parameter) */
   /* OUT */
   int err_class;
   unsigned err_code;        /* MySQL errno */
