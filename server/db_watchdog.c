@@ -1,0 +1,148 @@
+/* The watchdog: each database thread's tick (every SQ_DB_TICK_MS), on that thread's loop.
+ *
+ * - Jobs that waited in the queue past `queue_timeout` fail as "exhausted".
+ * - A query past `query_timeout` gets a KILL QUERY from the thread's side connection, sent
+ *   without blocking anything. If its connection has not answered SQ_DB_GRACE_NS later (the
+ *   network swallows everything, say), the caller gets its timeout anyway and the connection is
+ *   dropped and replaced. A KILL still unanswered then is reset with it, so that it can never
+ *   reach the server after the connection it was aimed at is gone.
+ * - Connects past `connect_timeout` are ended; connections that are down connect again once
+ *   their backoff has passed.
+ * - Idle connections past `max_lifetime` are replaced, and past `idle_timeout` closed down to
+ *   `min_idle` (db_pool.c opens them again when work waits). */
+#include "db_internal.h"
+
+#include <stdio.h>
+
+#include "log.h"
+
+#define SQ_DB_GRACE_NS (400ull * 1000000ull)
+
+static uint64_t seconds_ns(double s) { return (uint64_t)(s * 1e9); }
+
+/* Sends KILL QUERY for c's running statement when the side connection is free; opens the side
+ * connection first when it is down. 1 once the KILL is out. */
+static int send_kill(sq_db_conn_t *c)
+{
+  sq_db_conn_t *side = &c->t->sides[c->srv - c->t->pool->servers];
+  if (side->state == SQ_CONN_DOWN && uv_hrtime() >= side->next_connect)
+    sq__db_conn_open(side);
+  if (side->state != SQ_CONN_IDLE)
+    return 0;
+  side->target = c;
+  side->state = SQ_CONN_BUSY;
+  side->started = uv_hrtime();
+  c->kill_pending = 1;
+  sq__db_conn_finish(side, sq__dbc_kill(side->dbc, sq__dbc_id(c->dbc)));
+  return 1;
+}
+
+/* The running job of c is past its deadline and its connection silent: answer it now and
+ * replace the connection. */
+static void give_up(sq_db_conn_t *c)
+{
+  sq_db_conn_t *side = &c->t->sides[c->srv - c->t->pool->servers];
+  if (side->target == c)
+    sq__db_conn_drop(side, 1);
+  sq__dbc_cont(c->dbc, 0);  /* ends the operation as lost: the job fails, the connection is down */
+  sq_db_job_t *j = c->job;
+  char m[160];
+  snprintf(m, sizeof m, "query timed out after %gs; the connection did not answer and was dropped",
+           c->srv->cfg.query_timeout);
+  c->killed = 1;  /* job_done's accounting of a timeout, whatever the library said */
+  sq__db_job_error(j, SQ_DB_ERR_TIMEOUT, 1969 /* ER_STATEMENT_TIMEOUT */, "70100", m);
+  sq__db_conn_finish(c, 0);
+}
+
+static void check_conn(sq_db_conn_t *c, uint64_t now)
+{
+  const sq_db_config_t *cfg = &c->srv->cfg;
+  sq_db_pool_t *p = c->t->pool;
+  switch (c->state) {
+  case SQ_CONN_CONNECTING:
+    if (now - c->started > seconds_ns(cfg->connect_timeout))
+      sq__db_conn_finish(c, sq__dbc_cont(c->dbc, 0));
+    break;
+  case SQ_CONN_BUSY:
+    if (c->side) {
+      if (now - c->started > seconds_ns(cfg->connect_timeout))
+        sq__db_conn_drop(c, 1);
+      break;
+    }
+    if (cfg->query_timeout <= 0 || now - c->started <= seconds_ns(cfg->query_timeout))
+      break;
+    if (!c->killed && (c->job->op == SQ_DB_QUERY || c->job->op == SQ_DB_EXEC))
+      c->killed = send_kill(c);
+    if (now - c->started > seconds_ns(cfg->query_timeout) + SQ_DB_GRACE_NS)
+      give_up(c);
+    break;
+  case SQ_CONN_IDLE: {
+    if (c->side || c->pinned)
+      break;
+    double life = cfg->max_lifetime * (1.0 - 0.1 * c->index / c->srv->nconns);
+    if (life > 0 && now - c->opened > seconds_ns(life)) {
+      sq__db_conn_drop(c, 0);
+      sq__db_conn_open(c);
+      break;
+    }
+    if (cfg->idle_timeout > 0 && now - c->last_used > seconds_ns(cfg->idle_timeout)) {
+      uv_mutex_lock(&p->lock);
+      int shrink = c->srv->nup > cfg->min_idle;
+      if (shrink)
+        c->srv->nretired++;
+      uv_mutex_unlock(&p->lock);
+      if (shrink) {
+        sq__db_conn_drop(c, 0);
+        c->retired = 1;
+      }
+    }
+    break;
+  }
+  case SQ_CONN_DOWN:
+    if (!c->side && !c->retired && !c->pinned && now >= c->next_connect)
+      sq__db_conn_open(c);
+    break;
+  }
+}
+
+void sq__db_tick(uv_timer_t *timer)
+{
+  sq_db_thread_t *t = timer->data;
+  sq_db_pool_t *p = t->pool;
+  if (t->stopping)
+    return;
+  uint64_t now = uv_hrtime();
+  /* The queues are the servers', not this thread's: the first thread expires them. */
+  for (int s = 0; t->index == 0 && s < p->nservers; s++) {
+    sq_db_server_t *srv = &p->servers[s];
+    uint64_t limit = seconds_ns(srv->cfg.queue_timeout);
+    sq_db_job_t *expired = NULL, *exp_tail = NULL;
+    uv_mutex_lock(&p->lock);
+    sq_db_job_t **pp = &srv->q_head, *prev = NULL;
+    while (*pp) {
+      sq_db_job_t *j = *pp;
+      if (now - j->queued_ns > limit) {
+        *pp = j->next;
+        srv->queued--;
+        p->exhausted++;
+        sq__db_push(&expired, &exp_tail, j);
+      } else {
+        prev = j;
+        pp = &j->next;
+      }
+    }
+    srv->q_tail = prev;
+    uv_mutex_unlock(&p->lock);
+    char msg[128];
+    snprintf(msg, sizeof msg, "pool exhausted: no database connection free within %gs", srv->cfg.queue_timeout);
+    for (sq_db_job_t *j = expired, *next; j; j = next) {
+      next = j->next;
+      sq__db_job_error(j, SQ_DB_ERR_EXHAUSTED, 1040 /* ER_CON_COUNT_ERROR */, "08004", msg);
+      sq__db_outbox_add(&t->out, j);
+    }
+  }
+  for (int i = 0; i < t->nconns; i++)
+    check_conn(t->conns[i], now);
+  for (int s = 0; s < p->nservers; s++)
+    check_conn(&t->sides[s], now);
+}
