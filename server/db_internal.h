@@ -126,7 +126,8 @@ struct sq_db_conn_s {
   uint64_t started;            /* when the running operation began */
   uint64_t opened;             /* when it connected: max_lifetime counts from here */
   uint64_t last_used;          /* idle_timeout counts from here */
-  uint64_t next_connect;       /* backoff: no attempt before this */
+  uint64_t next_connect;       /* backoff: no attempt before this ... */
+  uint64_t failed_ns;          /* ... unless the server was reached since this last failure */
   unsigned backoff_ms;
   int killed;                  /* KILL QUERY went out for the running job */
   int kill_pending;            /* ... and has not been answered: take no new job meanwhile */
@@ -150,6 +151,8 @@ struct sq_db_server_s {
   int nup, nconnecting, nretired;
   char last_err[256];
   unsigned last_errno;
+  uint64_t logged_ns;          /* the last "cannot connect" line */
+  uint64_t reached_ns;         /* the last successful connect: ends every connection's backoff */
 };
 
 /* A database thread: one loop driving its share of every server's connections. */

@@ -143,9 +143,11 @@ void sq__db_fail_queue(sq_db_server_t *srv, sq_db_outbox_t *out, int cls, const 
   if (cls == SQ_DB_ERR_EXHAUSTED)
     p->exhausted += (uint64_t)srv->queued;
   srv->queued = 0;
+  unsigned code = cls == SQ_DB_ERR_EXHAUSTED ? 1040 /* ER_CON_COUNT_ERROR */
+                  : srv->last_errno          ? srv->last_errno
+                                             : 2002 /* CR_CONNECTION_ERROR */;
   uv_mutex_unlock(&p->lock);
-  fail_list(j, out, cls, cls == SQ_DB_ERR_EXHAUSTED ? 1040 /* ER_CON_COUNT_ERROR */ : 2002 /* CR_CONNECTION_ERROR */,
-            cls == SQ_DB_ERR_EXHAUSTED ? "08004" : "08S01", msg);
+  fail_list(j, out, cls, code, cls == SQ_DB_ERR_EXHAUSTED ? "08004" : "08S01", msg);
 }
 
 /* A connection that is down while its transaction is open: the transaction is lost. Its
@@ -185,6 +187,7 @@ static void connected(sq_db_conn_t *c)
       uv_mutex_lock(&p->lock);
       srv->nconnecting--;
       srv->nup++;
+      srv->reached_ns = uv_hrtime();
       uv_mutex_unlock(&p->lock);
       if (c->backoff_ms && c->index == 0)
         sq_log(SQ_LOG_INFO, "db: connected again");
@@ -203,17 +206,23 @@ static void connected(sq_db_conn_t *c)
     snprintf(err, sizeof err, "%s", msg[0] ? msg : "cannot connect");
   sq__db_conn_drop(c, 0);
   backoff(c);
+  c->failed_ns = uv_hrtime();
   if (c->side) {
     sq_log(SQ_LOG_WARN, "db: cannot open the side connection for KILL QUERY: %s", err);
     return;
   }
-  if (c->index == 0)  /* one line per pool, not one per connection */
-    sq_log(SQ_LOG_WARN, "db: cannot connect (retrying in %ums): %s", c->backoff_ms, err);
   uv_mutex_lock(&p->lock);
+  /* One line a second per server, not one per connection or per attempt. */
+  uint64_t now = uv_hrtime();
+  int say = now - srv->logged_ns > SQ_NS || !srv->logged_ns;
+  if (say)
+    srv->logged_ns = now;
   snprintf(srv->last_err, sizeof srv->last_err, "%s", err);
   srv->last_errno = code ? code : 2002;
   int none = srv->nup == 0 && srv->nconnecting == 0;
   uv_mutex_unlock(&p->lock);
+  if (say)
+    sq_log(SQ_LOG_WARN, "db: cannot connect (retrying in %ums): %s", c->backoff_ms, err);
   if (none) {
     char m[400];
     snprintf(m, sizeof m, "database unavailable: %s", err);
@@ -421,29 +430,36 @@ static void on_wake(uv_async_t *a)
   }
   for (int s = 0; s < p->nservers; s++) {
     sq_db_server_t *srv = &p->servers[s];
-    uint64_t now = uv_hrtime();
     uv_mutex_lock(&p->lock);
-    int queued = srv->queued, nup = srv->nup;
+    int queued = srv->queued;
     uv_mutex_unlock(&p->lock);
     if (!queued)
       continue;
-    /* Work waits: open again what the idle shrink closed (one per waiting job), and when
-     * nothing is up, try now whatever is not backing off. */
-    for (int i = 0; i < t->nconns && queued > 0; i++) {
+    /* Work waits: open again what the idle shrink closed, one per waiting job. And when
+     * nothing is up or on its way, one connection tries now, backoff or not: the job waits for
+     * that attempt (a refused connect fails it at once), and a database that came back is used
+     * from its first request on. One attempt at a time, so an outage is not a connect storm. */
+    sq_db_conn_t *probe = NULL;
+    for (int i = 0; i < t->nconns; i++) {
       sq_db_conn_t *c = t->conns[i];
       if (c->srv != srv || c->state != SQ_CONN_DOWN || c->pinned)
         continue;
-      if (c->retired || (nup == 0 && now >= c->next_connect)) {
-        if (c->retired) {
-          c->retired = 0;
-          uv_mutex_lock(&p->lock);
-          srv->nretired--;
-          uv_mutex_unlock(&p->lock);
-        }
+      if (c->retired && queued > 0) {
+        c->retired = 0;
+        uv_mutex_lock(&p->lock);
+        srv->nretired--;
+        uv_mutex_unlock(&p->lock);
         queued--;
         sq__db_conn_open(c);
+      } else if (!c->retired && !probe) {
+        probe = c;
       }
     }
+    uv_mutex_lock(&p->lock);
+    int try_now = probe && srv->nup == 0 && srv->nconnecting == 0;
+    uv_mutex_unlock(&p->lock);
+    if (try_now)
+      sq__db_conn_open(probe);
     uv_mutex_lock(&p->lock);
     int none = srv->nup == 0 && srv->nconnecting == 0 && srv->queued > 0;
     char msg[400];

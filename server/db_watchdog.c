@@ -20,6 +20,11 @@
 
 static uint64_t seconds_ns(double s) { return (uint64_t)(s * 1e9); }
 
+/* How long ago `since` was. The tick reads the clock once; a connection or job may have started
+ * after that reading (a worker queues jobs meanwhile), which must not wrap around to an age of
+ * centuries. */
+static uint64_t age(uint64_t since, uint64_t now) { return now > since ? now - since : 0; }
+
 /* Sends KILL QUERY for c's running statement when the side connection is free; opens the side
  * connection first when it is down. 1 once the KILL is out. */
 static int send_kill(sq_db_conn_t *c)
@@ -60,32 +65,32 @@ static void check_conn(sq_db_conn_t *c, uint64_t now)
   sq_db_pool_t *p = c->t->pool;
   switch (c->state) {
   case SQ_CONN_CONNECTING:
-    if (now - c->started > seconds_ns(cfg->connect_timeout))
+    if (age(c->started, now) > seconds_ns(cfg->connect_timeout))
       sq__db_conn_finish(c, sq__dbc_cont(c->dbc, 0));
     break;
   case SQ_CONN_BUSY:
     if (c->side) {
-      if (now - c->started > seconds_ns(cfg->connect_timeout))
+      if (age(c->started, now) > seconds_ns(cfg->connect_timeout))
         sq__db_conn_drop(c, 1);
       break;
     }
-    if (cfg->query_timeout <= 0 || now - c->started <= seconds_ns(cfg->query_timeout))
+    if (cfg->query_timeout <= 0 || age(c->started, now) <= seconds_ns(cfg->query_timeout))
       break;
     if (!c->killed && (c->job->op == SQ_DB_QUERY || c->job->op == SQ_DB_EXEC))
       c->killed = send_kill(c);
-    if (now - c->started > seconds_ns(cfg->query_timeout) + SQ_DB_GRACE_NS)
+    if (age(c->started, now) > seconds_ns(cfg->query_timeout) + SQ_DB_GRACE_NS)
       give_up(c);
     break;
   case SQ_CONN_IDLE: {
     if (c->side || c->pinned)
       break;
     double life = cfg->max_lifetime * (1.0 - 0.1 * c->index / c->srv->nconns);
-    if (life > 0 && now - c->opened > seconds_ns(life)) {
+    if (life > 0 && age(c->opened, now) > seconds_ns(life)) {
       sq__db_conn_drop(c, 0);
       sq__db_conn_open(c);
       break;
     }
-    if (cfg->idle_timeout > 0 && now - c->last_used > seconds_ns(cfg->idle_timeout)) {
+    if (cfg->idle_timeout > 0 && age(c->last_used, now) > seconds_ns(cfg->idle_timeout)) {
       uv_mutex_lock(&p->lock);
       int shrink = c->srv->nup > cfg->min_idle;
       if (shrink)
@@ -98,10 +103,17 @@ static void check_conn(sq_db_conn_t *c, uint64_t now)
     }
     break;
   }
-  case SQ_CONN_DOWN:
-    if (!c->side && !c->retired && !c->pinned && now >= c->next_connect)
+  case SQ_CONN_DOWN: {
+    if (c->side || c->retired || c->pinned)
+      break;
+    /* Backoff spares a server that is down; once another connection reached it, it is back. */
+    uv_mutex_lock(&p->lock);
+    int back = c->srv->reached_ns > c->failed_ns;
+    uv_mutex_unlock(&p->lock);
+    if (now >= c->next_connect || back)
       sq__db_conn_open(c);
     break;
+  }
   }
 }
 
@@ -121,7 +133,7 @@ void sq__db_tick(uv_timer_t *timer)
     sq_db_job_t **pp = &srv->q_head, *prev = NULL;
     while (*pp) {
       sq_db_job_t *j = *pp;
-      if (now - j->queued_ns > limit) {
+      if (age(j->queued_ns, now) > limit) {
         *pp = j->next;
         srv->queued--;
         p->exhausted++;
