@@ -128,17 +128,24 @@ int sq_sql_placeholder_in_list(const char *s, size_t len, size_t at)
   return l == 2 || !is_ident(s[l - 3]);
 }
 
+/* sq_buf_append of nothing onto an empty buffer would memcpy to NULL (undefined, even for 0). */
+static void append(sq_buf_t *out, const char *p, size_t n)
+{
+  if (n)
+    sq_buf_append(out, p, n);
+}
+
 void sq_sql_expand(sq_buf_t *out, const char *sql, size_t len, const size_t *offs, const int *reps, int n)
 {
   size_t from = 0;
   for (int k = 0; k < n; k++) {
     if (reps[k] == 1)
       continue;
-    sq_buf_append(out, sql + from, offs[k] - from);
+    append(out, sql + from, offs[k] - from);
     sq_buf_reserve(out, 3 * (size_t)reps[k]);
     for (int r = 0; r < reps[k]; r++)
       sq_buf_append(out, r ? ", ?" : "?", r ? 3 : 1);
     from = offs[k] + 1;
   }
-  sq_buf_append(out, sql + from, len - from);
+  append(out, sql + from, len - from);
 }
