@@ -543,6 +543,7 @@ static int l_db_stats(lua_State *L)
 {
   dbstate_t *d = check_db(L);
   sq_db_stats_t s;
+  memset(&s, 0, sizeof s);  /* an engine that does not fill a counter yet shows 0, not garbage */
   sq_db_stats(d->pool, &s);
   lua_createtable(L, 0, 10);
   lua_pushinteger(L, s.size);
