@@ -19,7 +19,10 @@
 #include "log.h"
 #include "mem.h"
 
-enum field_kind { F_STRING, F_PATH, F_PATH_OR_FALSE, F_INT, F_LONG, F_SECONDS, F_BOOL, F_LEVEL, F_TABLE };
+enum field_kind {
+  F_STRING, F_PATH, F_PATH_OR_FALSE, F_INT, F_LONG, F_SECONDS, F_BOOL, F_LEVEL, F_TABLE,
+  F_SQL_LIST,  /* a string or an array of strings: db.init_sql */
+};
 
 typedef struct field {
   const char *name;
@@ -64,6 +67,11 @@ static const field_t db_fields[] = {
   {"queue_timeout", F_SECONDS, OFF(db.queue_timeout), 0.001, 3600, NULL},
   {"max_queue", F_INT, OFF(db.max_queue), 0, 1 << 24, NULL},
   {"stmt_cache", F_INT, OFF(db.stmt_cache), 1, 65536, NULL},
+  {"threads", F_INT, OFF(db.threads), 1, 64, NULL},
+  {"max_lifetime", F_SECONDS, OFF(db.max_lifetime), 0, 31536000, NULL},
+  {"idle_timeout", F_SECONDS, OFF(db.idle_timeout), 0, 31536000, NULL},
+  {"min_idle", F_INT, OFF(db.min_idle), 0, 512, NULL},
+  {"init_sql", F_SQL_LIST, 0, 0, 0, NULL},
   {NULL, 0, 0, 0, 0, NULL},
 };
 
@@ -110,6 +118,10 @@ static void set_defaults(sq_config_t *c)
   c->db.queue_timeout = 5;
   c->db.max_queue = 1024;
   c->db.stmt_cache = 256;
+  c->db.threads = 1;
+  c->db.max_lifetime = 0;
+  c->db.idle_timeout = 0;
+  c->db.min_idle = 1;
 }
 
 static char *resolve(const char *dir, const char *p)
@@ -126,6 +138,58 @@ static void replace_str(char **slot, char *v)
 {
   free(*slot);
   *slot = v;
+}
+
+static void free_init_sql(sq_db_config_t *db)
+{
+  for (int i = 0; i < db->ninit_sql; i++)
+    free(db->init_sql[i]);
+  free(db->init_sql);
+  db->init_sql = NULL;
+  db->ninit_sql = 0;
+}
+
+/* db.init_sql: one statement or an array of them, each a non-empty string (an empty statement is
+ * a mistake the server would only report on every connect). */
+static int read_sql_list(sq_config_t *c, lua_State *L, const char *key, char *err, size_t errlen)
+{
+  free_init_sql(&c->db);
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    if (lua_objlen(L, -1) == 0) {
+      snprintf(err, errlen, "%s: %s must not be an empty string", c->path, key);
+      return -1;
+    }
+    c->db.init_sql = sq_malloc(sizeof *c->db.init_sql);
+    c->db.init_sql[c->db.ninit_sql++] = sq_strdup(lua_tostring(L, -1));
+    return 0;
+  }
+  int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : -1, keys = 0;
+  if (n >= 0) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      lua_pop(L, 1);
+      keys++;
+    }
+  }
+  if (n < 0 || keys != n) {
+    snprintf(err, errlen, "%s: %s must be a string or an array of strings, got %s", c->path, key,
+             n < 0 ? lua_typename(L, lua_type(L, -1)) : "a table with other keys");
+    return -1;
+  }
+  c->db.init_sql = sq_malloc(sizeof *c->db.init_sql * (size_t)(n ? n : 1));
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    int t = lua_type(L, -1);
+    if (t != LUA_TSTRING || lua_objlen(L, -1) == 0) {
+      snprintf(err, errlen, "%s: %s[%d] must be a non-empty string, got %s", c->path, key, i,
+               t == LUA_TSTRING ? "an empty string" : lua_typename(L, t));
+      lua_pop(L, 1);
+      return -1;
+    }
+    c->db.init_sql[c->db.ninit_sql++] = sq_strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  return 0;
 }
 
 /* Reads the value at the top of L's stack into the field; `key` is the dotted name for errors. */
@@ -181,6 +245,8 @@ static int read_field(sq_config_t *c, const field_t *f, lua_State *L, const char
     *(int *)(base + f->offset) = lvl;
     return 0;
   }
+  case F_SQL_LIST:
+    return read_sql_list(c, L, key, err, errlen);
   case F_TABLE:
     break;
   }
@@ -264,6 +330,23 @@ bad:
   return -1;
 }
 
+/* Limits between keys, checked once every key is read. A thread drives its share of the
+ * connections, so more threads than connections would leave some with nothing to do. */
+static int check_db(sq_config_t *c, char *err, size_t errlen)
+{
+  if (c->db.threads > c->db.pool_size) {
+    snprintf(err, errlen, "%s: db.threads (%d) must not be greater than db.pool_size (%d)", c->path,
+             c->db.threads, c->db.pool_size);
+    return -1;
+  }
+  if (c->db.min_idle > c->db.pool_size) {
+    snprintf(err, errlen, "%s: db.min_idle (%d) must not be greater than db.pool_size (%d)", c->path,
+             c->db.min_idle, c->db.pool_size);
+    return -1;
+  }
+  return 0;
+}
+
 /* password_env names a variable so that secrets stay out of the file; it wins over password. */
 static int resolve_password(sq_config_t *c, char *err, size_t errlen)
 {
@@ -301,7 +384,7 @@ int sq_config_load(sq_config_t *c, const char *path, char *err, size_t errlen)
     goto done;
   }
   if (read_table(c, top_fields, L, "", err, errlen) < 0 || parse_listen(c, err, errlen) < 0 ||
-      resolve_password(c, err, errlen) < 0)
+      check_db(c, err, errlen) < 0 || resolve_password(c, err, errlen) < 0)
     goto done;
   rc = 0;
 done:

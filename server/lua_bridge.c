@@ -707,11 +707,19 @@ static int l_log(lua_State *L)
   return 0;
 }
 
+/* core.now(): monotonic seconds, for rate limits in Lua (os.clock is CPU time, os.time has
+ * whole seconds and jumps with the wall clock). */
+static int l_now(lua_State *L)
+{
+  lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e9);
+  return 1;
+}
+
 static int open_core(lua_State *L)
 {
   static const luaL_Reg fns[] = {{"log", l_log},         {"sleep", l_sleep}, {"spawn", l_spawn},
                                  {"suspend", l_suspend}, {"wake", l_wake},   {"reload_status", l_reload_status},
-                                 {"is_task", l_is_task},
+                                 {"is_task", l_is_task}, {"now", l_now},
                                  {NULL, NULL}};
   sq_bridge_t *b = lua_touserdata(L, lua_upvalueindex(1));
   lua_newtable(L);

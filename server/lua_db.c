@@ -11,12 +11,14 @@
 #include "lua_db.h"
 
 #include <errmsg.h>
+#include <limits.h>
 #include <lauxlib.h>
 #include <math.h>
 #include <mysqld_error.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "db_sql.h"
 #include "log.h"
 #include "lua_bridge.h"
 #include "worker.h"
@@ -263,52 +265,214 @@ static sq_tx_t *opt_tx(lua_State *L, int idx)
   return tx;
 }
 
-static void add_param(lua_State *L, sq_db_job_t *j, int idx, int n)
+/* The scalar at `idx` as a parameter (`*s` points at a string's bytes); -1 when its type cannot
+ * be one. */
+static int to_value(lua_State *L, int idx, sq_db_value_t *v, const char **s)
 {
-  sq_db_value_t v;
-  memset(&v, 0, sizeof v);
-  size_t len;
-  const char *s = NULL;
+  memset(v, 0, sizeof *v);
+  *s = NULL;
   switch (lua_type(L, idx)) {
   case LUA_TNIL:
-    v.kind = SQ_DB_NULL;
-    break;
+    v->kind = SQ_DB_NULL;
+    return 0;
   case LUA_TLIGHTUSERDATA:
     if (lua_touserdata(L, idx) != NULL)
-      goto bad;
-    v.kind = SQ_DB_NULL;
-    break;
+      return -1;
+    v->kind = SQ_DB_NULL;
+    return 0;
   case LUA_TBOOLEAN:
-    v.kind = SQ_DB_INT;
-    v.v.i = lua_toboolean(L, idx);
-    break;
+    v->kind = SQ_DB_INT;
+    v->v.i = lua_toboolean(L, idx);
+    return 0;
   case LUA_TNUMBER: {
     double x = lua_tonumber(L, idx);
     /* Integral values within int64 go as integers, so `id = ?` compares exactly. */
     if (x == floor(x) && x >= -9223372036854775808.0 && x < 9223372036854775808.0) {
-      v.kind = SQ_DB_INT;
-      v.v.i = (int64_t)x;
+      v->kind = SQ_DB_INT;
+      v->v.i = (int64_t)x;
     } else {
-      v.kind = SQ_DB_DOUBLE;
-      v.v.d = x;
+      v->kind = SQ_DB_DOUBLE;
+      v->v.d = x;
     }
-    break;
+    return 0;
   }
-  case LUA_TSTRING:
-    s = lua_tolstring(L, idx, &len);
-    v.kind = SQ_DB_STRING;
-    v.len = (uint32_t)len;
-    break;
+  case LUA_TSTRING: {
+    size_t len;
+    *s = lua_tolstring(L, idx, &len);
+    v->kind = SQ_DB_STRING;
+    v->len = (uint32_t)len;
+    return 0;
+  }
   default:
-    goto bad;
+    return -1;
+  }
+}
+
+static const char EXPECTED[] = "expected nil, db.null, a boolean, a number or a string";
+
+static void add_param(lua_State *L, sq_db_job_t *j, int idx, int n)
+{
+  sq_db_value_t v;
+  const char *s;
+  if (to_value(L, idx, &v, &s) < 0) {
+    sq_db_job_free(j);
+    lua_pushfstring(L, "parameter #%d is a %s; %s (or an array of those, as a list)", n, luaL_typename(L, idx),
+                    EXPECTED);
+    raise_at_caller(L, lua_tostring(L, -1));
   }
   sq_db_job_param(j, &v, s);
-  return;
-bad:
+}
+
+/* ---- list parameters ---------------------------------------------------------------------
+ *
+ * `WHERE id IN (?)` with {3, 5, 8}: the list's `?` becomes `?, ?, ?` and each element is bound on
+ * its own; no value ever enters the SQL text. Each length is a statement shape of its own in the
+ * pool's statement cache, so a list alone inside IN (...) is padded to the next power of two by
+ * repeating its last element (IN gives the same answer): one call site makes at most
+ * 1 + log2(longest list) shapes. A list anywhere else (VALUES (?), a function's arguments) must
+ * keep its exact length; past 16 elements it asks the pool not to cache the statement. */
+
+#define LIST_UNCACHED_OVER 16
+
+/* A Lua array: keys exactly 1..n. Returns n (0 for an empty table), or -1. Distinct integer keys,
+ * n of them, none above n: that is exactly 1..n. */
+static int array_len(lua_State *L, int idx)
+{
+  double n = 0, max = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    double k = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+    if (!(k >= 1 && k == floor(k))) {
+      lua_pop(L, 1);
+      return -1;
+    }
+    n++;
+    if (k > max)
+      max = k;
+  }
+  return max == n && n <= INT_MAX ? (int)n : -1;
+}
+
+static int next_pow2(int n)
+{
+  int p = 1;
+  while (p < n)
+    p *= 2;
+  return p;
+}
+
+typedef struct {
+  int *len;       /* per parameter: 0 for a scalar, else the list's length */
+  int *reps;      /* per parameter: how many placeholders it becomes */
+  size_t *offs;   /* per parameter: its placeholder's offset in the SQL */
+} list_plan_t;
+
+static void plan_free(list_plan_t *p)
+{
+  free(p->len);
+  free(p->reps);
+  free(p->offs);
+}
+
+/* Frees everything the caller built, then raises the message on top of the stack. */
+static void list_fail(lua_State *L, sq_db_job_t *j, list_plan_t *p)
+{
+  plan_free(p);
   sq_db_job_free(j);
-  lua_pushfstring(L, "parameter #%d is a %s; expected nil, db.null, a boolean, a number or a string", n,
-                  luaL_typename(L, idx));
   raise_at_caller(L, lua_tostring(L, -1));
+}
+
+/* Fills `j` with the SQL (lists expanded) and every parameter, lists element by element. Checks
+ * everything before the first byte is written; raises (having freed `j`) on a mistake. */
+static void add_list_params(lua_State *L, sq_db_job_t *j, const char *sql, size_t sql_len, int nargs)
+{
+  list_plan_t p = {sq_calloc((size_t)nargs, sizeof *p.len), sq_calloc((size_t)nargs, sizeof *p.reps),
+                   sq_calloc((size_t)nargs, sizeof *p.offs)};
+  sq_db_value_t v;
+  const char *s;
+  for (int k = 0; k < nargs; k++) {
+    int idx = k + 3;
+    p.reps[k] = 1;
+    if (lua_type(L, idx) != LUA_TTABLE) {
+      if (to_value(L, idx, &v, &s) < 0) {
+        lua_pushfstring(L, "parameter #%d is a %s; %s (or an array of those, as a list)", k + 1,
+                        luaL_typename(L, idx), EXPECTED);
+        list_fail(L, j, &p);
+      }
+      continue;
+    }
+    int n = array_len(L, idx);
+    if (n < 0) {
+      lua_pushfstring(L, "parameter #%d is a table that is not an array (keys 1..n); %s, or an array of "
+                         "those (a list)", k + 1, EXPECTED);
+      list_fail(L, j, &p);
+    }
+    if (n == 0) {
+      lua_pushfstring(L, "list parameter #%d is empty: SQL has no empty IN (); test for an empty list "
+                         "before the query", k + 1);
+      list_fail(L, j, &p);
+    }
+    for (int e = 1; e <= n; e++) {
+      lua_rawgeti(L, idx, e);
+      int bad = to_value(L, -1, &v, &s) < 0;
+      if (bad) {
+        lua_pushfstring(L, "parameter #%d[%d] is a %s; %s", k + 1, e, luaL_typename(L, -1), EXPECTED);
+        list_fail(L, j, &p);
+      }
+      lua_pop(L, 1);
+    }
+    p.len[k] = n;
+  }
+
+  int nph = sq_sql_placeholders(sql, sql_len, p.offs, nargs);
+  double exact = nph, padded = nph;  /* placeholders after expanding (doubles: no overflow) */
+  for (int k = 0; k < nargs; k++) {
+    if (!p.len[k])
+      continue;
+    if (k >= nph) {
+      lua_pushfstring(L, "list parameter #%d has no ? of its own: the SQL has %d placeholder%s "
+                         "(outside strings and comments)", k + 1, nph, nph == 1 ? "" : "s");
+      list_fail(L, j, &p);
+    }
+    exact += p.len[k] - 1;
+    padded += (sq_sql_placeholder_in_list(sql, sql_len, p.offs[k]) ? next_pow2(p.len[k]) : p.len[k]) - 1;
+  }
+  if (exact > SQ_SQL_MAX_PLACEHOLDERS) {
+    lua_pushfstring(L, "too many parameters: the lists make %d placeholders, at most %d fit in one "
+                       "statement", (int)exact, SQ_SQL_MAX_PLACEHOLDERS);
+    list_fail(L, j, &p);
+  }
+  /* Padding that would pass the limit is dropped: the statement is then used once, uncached. */
+  int pad = padded <= SQ_SQL_MAX_PLACEHOLDERS;
+  for (int k = 0; k < nargs; k++) {
+    if (!p.len[k])
+      continue;
+    if (pad && sq_sql_placeholder_in_list(sql, sql_len, p.offs[k]))
+      p.reps[k] = next_pow2(p.len[k]);
+    else
+      p.reps[k] = p.len[k];
+    if (p.reps[k] == p.len[k] && p.len[k] > LIST_UNCACHED_OVER)
+      j->uncached = 1;
+  }
+
+  sq_sql_expand(&j->in, sql, sql_len, p.offs, p.reps, nph < nargs ? nph : nargs);
+  j->sql_len = j->in.len;
+  for (int k = 0; k < nargs; k++) {
+    int idx = k + 3;
+    if (!p.len[k]) {
+      to_value(L, idx, &v, &s);
+      sq_db_job_param(j, &v, s);
+      continue;
+    }
+    for (int e = 1; e <= p.reps[k]; e++) {
+      lua_rawgeti(L, idx, e <= p.len[k] ? e : p.len[k]);  /* padding repeats the last element */
+      to_value(L, -1, &v, &s);
+      sq_db_job_param(j, &v, s);  /* copies the string before the pop lets it go */
+      lua_pop(L, 1);
+    }
+  }
+  plan_free(&p);
 }
 
 /* core.db_query(tx|nil, sql, ...) and core.db_exec(tx|nil, sql) */
@@ -323,10 +487,17 @@ static int query(lua_State *L, int op)
   if (op == SQ_DB_EXEC && top > 2)
     return luaL_error(L, "db_exec takes no parameters");
   sq_db_job_t *j = sq_db_job_new(op);
-  sq_buf_append(&j->in, sql, len);
-  j->sql_len = len;
-  for (int i = 3; i <= top; i++)
-    add_param(L, j, i, i - 2);
+  int lists = 0;
+  for (int i = 3; i <= top && !lists; i++)
+    lists = lua_type(L, i) == LUA_TTABLE;
+  if (lists) {
+    add_list_params(L, j, sql, len, top - 2);
+  } else {
+    sq_buf_append(&j->in, sql, len);
+    j->sql_len = len;
+    for (int i = 3; i <= top; i++)
+      add_param(L, j, i, i - 2);
+  }
   if (tx)
     j->conn = tx->conn;
   return submit(L, d, t, j);
@@ -372,18 +543,27 @@ static int l_db_stats(lua_State *L)
 {
   dbstate_t *d = check_db(L);
   sq_db_stats_t s;
+  memset(&s, 0, sizeof s);  /* an engine that does not fill a counter yet shows 0, not garbage */
   sq_db_stats(d->pool, &s);
-  lua_createtable(L, 0, 7);
+  lua_createtable(L, 0, 10);
   lua_pushinteger(L, s.size);
   lua_setfield(L, -2, "size");
+  lua_pushinteger(L, s.open);
+  lua_setfield(L, -2, "open");
   lua_pushinteger(L, s.busy);
   lua_setfield(L, -2, "busy");
   lua_pushinteger(L, s.waiting);
   lua_setfield(L, -2, "waiting");
   lua_pushnumber(L, (lua_Number)s.queries);
   lua_setfield(L, -2, "queries");
+  /* Failed statements only: refusals and timeouts have their own counters, so that an outage
+   * or an overload does not read as bad SQL. */
   lua_pushnumber(L, (lua_Number)s.errors);
   lua_setfield(L, -2, "errors");
+  lua_pushnumber(L, (lua_Number)s.exhausted);
+  lua_setfield(L, -2, "exhausted");
+  lua_pushnumber(L, (lua_Number)s.timeouts);
+  lua_setfield(L, -2, "timeouts");
   lua_pushnumber(L, s.wait_seconds);
   lua_setfield(L, -2, "wait_time");
   lua_pushnumber(L, s.query_seconds);

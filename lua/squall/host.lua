@@ -1,8 +1,9 @@
 -- The host's side of a request: the C bridge calls the function `load` returns once per request,
 -- in a fresh (or recycled) coroutine, and reads back
 --   status, content_type, body, headers, log_message
--- Errors never escape it: an HTTP error becomes its response, anything else a 500 whose
--- traceback goes to the error log (and into the body when config.debug is on).
+-- Errors never escape it: an HTTP error becomes its response, a database that cannot serve a
+-- 503 logged in one line (repeats counted, not logged), anything else a 500 whose traceback
+-- goes to the error log (and into the body when config.debug is on).
 
 local core = require "squall.core"
 local squall = require "squall"
@@ -55,10 +56,15 @@ local function yieldable_require(name)
   error("module '" .. name .. "' not found:" .. concat(why), 2)
 end
 
--- What the handler raised, as (http_error_or_nil, text for the log).
+-- What the handler raised, as (http_error_or_nil, text for the log). A database that cannot
+-- serve is the database's trouble, not a bug at this line of the app: one line, no traceback,
+-- and a key under which repeats are counted instead of logged (see `throttle`).
 local function on_error(e)
   if is_http_error(e) then return e end
-  if db_unavailable(e) then return { unavailable = true, log = traceback(tostring(e), 2) } end
+  if db_unavailable(e) then
+    return { unavailable = true, log = tostring(e),
+             key = tostring(e.kind) .. "\0" .. tostring(e.code) .. "\0" .. tostring(e.message) }
+  end
   return traceback(tostring(e), 2)
 end
 
@@ -72,7 +78,7 @@ local function guarded_resume(co, ...)
 end
 
 -- Runs `app` for `req` as the host serves it; returns status, content_type, body, headers and,
--- for a 500 or 503, the message for the error log. Shared with squall.test.dispatch, so that an
+-- for a 500 or 503, the message for the error log (and for a 503, the key its repeats share). Shared with squall.test.dispatch, so that an
 -- in-process request ends the way a served one does.
 local function run(app, req, debug_mode)
   local ok, status, ctype, rbody, rheaders = xpcall(app.handle, on_error, app, req)
@@ -85,7 +91,7 @@ local function run(app, req, debug_mode)
   end
   if type(e) == "table" and e.unavailable then
     -- The database cannot serve now; the app is fine. The log keeps the cause.
-    return 503, TEXT, "Service Unavailable\n", nil, e.log
+    return 503, TEXT, "Service Unavailable\n", nil, e.log, e.key
   end
   if debug_mode then
     return 500, TEXT, "Internal Server Error\n\n" .. e .. "\n", nil, e
@@ -93,6 +99,40 @@ local function run(app, req, debug_mode)
   return 500, TEXT, "Internal Server Error\n", nil, e
 end
 _M.run = run
+
+-- An outage fails every request at once, and a line for each would bury the log (tens of
+-- thousands a second). The first request failing with an error is logged; the same error
+-- (kind, code and message) again within WINDOW seconds is only counted, and the count is
+-- logged as one line when the next such failure comes after the window (or a different one
+-- comes). Per worker: each worker's Lua state has its own copy of this state.
+local WINDOW = 1.0
+local now, log = core.now, core.log
+local format, min = string.format, math.min
+local last_key, last_msg, since, repeats = nil, nil, 0, 0
+
+local function flush_repeats(t)
+  if repeats == 0 then return end
+  log("error", format("db: %d more request%s failed with the same error in the last %.1fs: %s",
+                      repeats, repeats == 1 and "" or "s", min(t - since, WINDOW), last_msg))
+  repeats = 0
+end
+
+-- The message to log for this failure, or nil when it is counted instead.
+local function throttle(key, msg)
+  local t = now()
+  if key == last_key and t - since < WINDOW then
+    repeats = repeats + 1
+    return nil
+  end
+  flush_repeats(t)
+  last_key, last_msg, since = key, msg, t
+  return msg
+end
+
+local function served(status, ctype, body, headers, log_message, repeat_key)
+  if repeat_key then log_message = throttle(repeat_key, log_message) end
+  return status, ctype, body, headers, log_message
+end
 
 -- Runs in the loader coroutine; returns the request entry point and the header metatable.
 function _M.load(app_module)
@@ -105,8 +145,8 @@ function _M.load(app_module)
   local debug_mode = core.debug
 
   return function(method, path, query_string, headers, body, http_version, remote_addr, remote_port)
-    return run(app, request_new(method, path, query_string, headers, body, http_version, remote_addr,
-                                remote_port), debug_mode)
+    return served(run(app, request_new(method, path, query_string, headers, body, http_version,
+                                       remote_addr, remote_port), debug_mode))
   end, request.headers_mt
 end
 

@@ -118,8 +118,9 @@ end
 -- In-process: runs `app`'s handler for a request without a socket (no parser, no framing),
 -- for apps that are not the one being served, such as the samples in the docs. Errors become
 -- what the host would send (squall.host runs both): an HTTP error its status, headers and body,
--- a database that cannot serve 503, anything else 500; for those two the logged message, with
--- its traceback, is in `res.error`. opts as for the client.
+-- a database that cannot serve 503, anything else 500; for those two the logged message (a
+-- 500's with its traceback) is in `res.error`, never counted away as the served log may be.
+-- opts as for the client.
 function _M.dispatch(app, method, path, opts)
   opts = opts or {}
   local headers = setmetatable({}, request.headers_mt)

@@ -179,6 +179,67 @@ class CheckTest(unittest.TestCase):
                 s = self.make(config={"listen": listen})
                 self.assertCheckFails(self.check(s), "listen")
 
+    # -- db: the second-generation engine's keys
+
+    # A db table that needs no server: --check and start-up connect in the background.
+    DB = {"host": "127.0.0.1", "port": 1, "user": "nobody", "connect_timeout": 0.5}
+
+    def db_config(self, **over):
+        return {"db": harness.merge(self.DB, over)}
+
+    def test_check_accepts_the_engine_keys(self):
+        cases = [
+            {"threads": 2, "pool_size": 4, "max_lifetime": 3600, "idle_timeout": 60.5, "min_idle": 0,
+             "init_sql": "SET time_zone = '+00:00'"},
+            {"threads": 4, "pool_size": 4, "min_idle": 4, "max_lifetime": 0, "idle_timeout": 0,
+             "init_sql": ["SET time_zone = '+00:00'", "SET SESSION sql_mode = 'STRICT_ALL_TABLES'"]},
+            {"threads": 1, "init_sql": Lua("{}")},
+            {"threads": 64, "pool_size": 512, "min_idle": 512},
+        ]
+        for db in cases:
+            with self.subTest(db=db):
+                self.assertCheckOk(self.check(self.make(config=self.db_config(**db))))
+
+    def test_bad_engine_values_are_named(self):
+        cases = [
+            ({"threads": 0}, "db.threads"),
+            ({"threads": 65, "pool_size": 100}, "db.threads"),
+            ({"threads": 1.5}, "db.threads"),
+            ({"threads": "2"}, "db.threads"),
+            ({"max_lifetime": -1}, "db.max_lifetime"),
+            ({"max_lifetime": "1h"}, "db.max_lifetime"),
+            ({"idle_timeout": -0.5}, "db.idle_timeout"),
+            ({"idle_timeout": True}, "db.idle_timeout"),
+            ({"min_idle": -1}, "db.min_idle"),
+            ({"min_idle": 513}, "db.min_idle"),
+            ({"min_idle": 0.5}, "db.min_idle"),
+            ({"init_sql": 5}, "db.init_sql"),
+            ({"init_sql": ""}, "db.init_sql"),
+            ({"init_sql": Lua('{ sql = "SET x = 1" }')}, "db.init_sql"),
+            ({"init_sql": ["SET a = 1", ""]}, "db.init_sql[2]"),
+            ({"init_sql": ["SET a = 1", "SET b = 2", 3]}, "db.init_sql[3]"),
+            ({"init_sql": [Lua("{}")]}, "db.init_sql[1]"),
+        ]
+        for db, key in cases:
+            with self.subTest(key=key, db=db):
+                self.assertCheckFails(self.check(self.make(config=self.db_config(**db))), key)
+
+    def test_threads_above_pool_size_is_rejected_naming_both(self):
+        res = self.check(self.make(config=self.db_config(threads=5, pool_size=4)))
+        self.assertCheckFails(res, "db.threads", "db.pool_size")
+
+    def test_threads_above_the_default_pool_size_is_rejected(self):
+        res = self.check(self.make(config=self.db_config(threads=5)))    # pool_size defaults to 4
+        self.assertCheckFails(res, "db.threads", "db.pool_size")
+
+    def test_min_idle_above_pool_size_is_rejected_naming_both(self):
+        res = self.check(self.make(config=self.db_config(min_idle=3, pool_size=2)))
+        self.assertCheckFails(res, "db.min_idle", "db.pool_size")
+
+    def test_start_fails_on_a_bad_init_sql_element(self):
+        self.assertStartFails(self.make(config=self.db_config(init_sql=["SET a = 1", False])),
+                              "db.init_sql[2]")
+
     # -- a real start-up stops on the same errors
 
     def assertStartFails(self, server, *needles):
@@ -243,6 +304,12 @@ class StartupTest(unittest.TestCase):
             s.kill()
             s.cleanup()
             shutil.rmtree(elsewhere, ignore_errors=True)
+
+    def test_engine_keys_start_and_serve(self):
+        self.serve(Server(config={"db": {
+            "host": "127.0.0.1", "port": 1, "connect_timeout": 0.5, "pool_size": 4, "threads": 2,
+            "max_lifetime": 600, "idle_timeout": 30, "min_idle": 2,
+            "init_sql": ["SET time_zone = '+00:00'", "SET SESSION wait_timeout = 600"]}}))
 
     def test_ipv6_listen(self):
         try:

@@ -81,13 +81,16 @@ class PoolConcurrencyTest(dbharness.DbServerTestCase):
 
     def test_stats_count_queries_and_errors(self):
         before = self.stats()
-        self.assertEqual(set(before), {"size", "busy", "waiting", "queries", "errors", "wait_time",
-                                       "query_time"})
+        self.assertEqual(set(before), {"size", "open", "busy", "waiting", "queries", "errors",
+                                       "exhausted", "timeouts", "wait_time", "query_time"})
         self.sql("SELECT 1 AS one")
         self.sql("SELECT * FROM t_no_such_table_anywhere", catch=True)
         after = self.stats()
         self.assertEqual(after["queries"] - before["queries"], 2, (before, after))
         self.assertEqual(after["errors"] - before["errors"], 1, (before, after))
+        # A query error is an error, not a refusal or a timeout.
+        self.assertEqual((after["exhausted"], after["timeouts"]),
+                         (before["exhausted"], before["timeouts"]), (before, after))
         self.assertGreaterEqual(after["query_time"], before["query_time"])
         self.assertGreaterEqual(after["wait_time"], before["wait_time"])
 

@@ -390,8 +390,9 @@ app:get("/m/own-coroutine", function(req)
   return { rows = f() }
 end)
 
+-- A table that is not an array (an array would be a list parameter).
 app:get("/m/table-param", function(req)
-  return db.query("SELECT ? AS v", { 1, 2 })
+  return db.query("SELECT ? AS v", { id = 1 })
 end)
 
 app:get("/m/function-param", function(req)
