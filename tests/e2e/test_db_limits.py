@@ -53,7 +53,8 @@ class QueryTimeoutTest(dbharness.ThrowawayDbTestCase):
             self.assertServerError(self.get("/c/sleep?s=2&tag=again%d" % i))
         self.assertFullPoolUsable(2)
         stats = self.wait_pool_idle()
-        self.assertGreaterEqual(stats["errors"], 3, stats)
+        self.assertGreaterEqual(stats["timeouts"], 3, stats)
+        self.assertEqual(stats["errors"], 0, "timeouts are counted apart from query errors")
 
 
 def hold_the_connection(case, tag, seconds):
