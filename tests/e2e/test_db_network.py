@@ -24,6 +24,7 @@ from dbproxy import DbProxy
 MARGIN = 0.5              # the contract's allowance past query_timeout and queue_timeout
 RECOVERY_TIMEOUT = 10.0   # a reconnect attempt stalled in the black hole ends by connect_timeout,
                           # then backoff (at most 5 s): a few seconds is the expectation
+NO_ANSWER = 10.0          # a client gives up on a request after this long
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,9 +181,15 @@ class ProxiedCase(dbharness.DbServerTestCase):
             self.server.stop()      # (unless the test stopped it, successfully or not)
 
     def quick(self, v):
-        """POST /sql SELECT ?+1 with the error caught: (seconds, status, kind or None)."""
+        """POST /sql SELECT ?+1 with the error caught: (seconds, status, "ok" or the error's kind;
+        "no answer" after NO_ANSWER seconds)."""
         doc = {"sql": "SELECT ? + 1 AS v", "params": [v], "catch": True}
-        elapsed, r = timed(self.post, "/sql", doc, 10)
+        t0 = time.monotonic()
+        try:
+            r = self.post("/sql", doc, NO_ANSWER)
+        except socket.timeout:      # reported, not raised: the assertion shows every request
+            return time.monotonic() - t0, None, "no answer"
+        elapsed = time.monotonic() - t0
         if r.status != 200:
             return elapsed, r.status, None
         body = r.json()
@@ -203,8 +210,10 @@ class ProxiedCase(dbharness.DbServerTestCase):
         waited, seen = poll(lambda: self.quick(1), lambda q: q[2] == "ok", RECOVERY_TIMEOUT, 0.2)
         self.assertEqual(seen[-1][2], "ok", "no success within %ss of the network coming back: "
                          "%r\n%s" % (RECOVERY_TIMEOUT, seen, self.server.log()[-3000:]))
+        bound = max(self.db["query_timeout"], self.db["queue_timeout"]) + MARGIN
         for elapsed, status, kind in seen:
-            self.assertLess(elapsed, self.db["query_timeout"] + MARGIN, seen)
+            self.assertLess(elapsed, bound, "a request waited for the network while it came "
+                            "back: %r" % (seen,))
         # Every connection serves (none is left stalled), and keeps serving.
         self.assertFullPoolUsable(self.db["pool_size"], max_seconds=None)
         for _ in range(5):
@@ -217,7 +226,6 @@ class BlackholeTest(ProxiedCase):
 
     def test_black_hole_answers_every_request_within_its_timeout_and_recovers(self):
         self.warm(2)
-        before = self.pool_stats()
         self.proxy.blackhole()
         # Six at once on a pool of two: two run into the black hole, four queue behind them.
         burst = in_parallel(self.quick, [(i,) for i in range(6)], timeout=20)
@@ -243,12 +251,12 @@ class BlackholeTest(ProxiedCase):
         elapsed, r = timed(self.get, "/c/quick?v=1", 10)
         self.assertUnavailable(r)
         self.assertLess(elapsed, 1 + MARGIN)
-        after = self.pool_stats()
-        self.assertGreaterEqual(after["timeouts"] - before["timeouts"], 2, (before, after))
-        self.assertGreaterEqual(after["exhausted"] - before["exhausted"], 4, (before, after))
         self.proxy.pass_()
         self.assertRecovers()
-        self.assertEqual(self.pool_stats()["open"], 2, "the pool is whole again")
+        stats = self.pool_stats()     # a fresh squall: the counters are this test's
+        self.assertGreaterEqual(stats["timeouts"], 2, stats)
+        self.assertGreaterEqual(stats["exhausted"], 4, stats)
+        self.assertEqual(stats["open"], 2, "the pool is whole again: %r" % stats)
 
     def test_black_hole_while_idle_costs_at_most_one_timeout_per_connection(self):
         # The connections stall while nobody uses them; after the network is back each one can
@@ -276,7 +284,8 @@ class BlackholeTest(ProxiedCase):
         t0 = time.monotonic()
         self.server.stop(timeout=2 + MARGIN + 3)     # the query times out, then the drain ends
         self.assertLess(time.monotonic() - t0, 2 + MARGIN + 3)
-        self.assertEqual(sleeper.get().status, 500, "the stalled query ends as a timeout")
+        r = sleeper.get()
+        self.assertIn(r.status, (500, 503), "the stalled query ends with an error: %r" % r)
 
 
 class ResetTest(ProxiedCase):
