@@ -8,6 +8,8 @@ MariaDB servers of a test's own, and a squall server running tests/e2e/db_app/db
   reconfigure the database. Its data directory is copied from a template made once per schema
   (mariadb-install-db takes ~7 s; a sparse copy a fraction of that).
 - DbServerTestCase is harness.ServerTestCase with a `db` table in config.lua and the DB test app.
+- Network failures between squall and a database (black hole, reset, delay) go through
+  dbproxy.DbProxy: point the `db` table's host and port at the proxy (test_db_network.py).
 
 Python 3 standard library only.
 """
