@@ -130,10 +130,10 @@ class ProxyToolTest(harness.unittest.TestCase):
         self.proxy.delay(0.3)
         elapsed, _ = timed(self.assertEchoes, s, b"slow")
         self.assertGreater(elapsed, 0.55, "0.3 s each way")
-        self.assertLess(elapsed, 1.5)
+        self.assertLess(elapsed, 3.0, "held far longer than asked")   # room for a loaded machine
         self.proxy.pass_()
         elapsed, _ = timed(self.assertEchoes, s, b"fast")
-        self.assertLess(elapsed, 0.25)
+        self.assertLess(elapsed, 0.55, "still delayed after pass_()")
 
     def test_close_ends_every_connection(self):
         s = self.client()
