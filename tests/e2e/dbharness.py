@@ -8,6 +8,8 @@ MariaDB servers of a test's own, and a squall server running tests/e2e/db_app/db
   reconfigure the database. Its data directory is copied from a template made once per schema
   (mariadb-install-db takes ~7 s; a sparse copy a fraction of that).
 - DbServerTestCase is harness.ServerTestCase with a `db` table in config.lua and the DB test app.
+- Network failures between squall and a database (black hole, reset, delay) go through
+  dbproxy.DbProxy: point the `db` table's host and port at the proxy (test_db_network.py).
 
 Python 3 standard library only.
 """
@@ -31,6 +33,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 DB_SH = os.path.join(ROOT, "tools", "db.sh")
 DB_APP = os.path.join(HERE, "db_app", "dbapp.lua")
+
+
+# db.stats() of the second-generation engine (server/db_pool.h, sq_db_stats_t).
+ENGINE_STATS = ("size", "open", "busy", "waiting", "queries", "errors", "exhausted", "timeouts",
+                "wait_time", "query_time")
 
 
 def unique_name(prefix):
@@ -143,6 +150,24 @@ class Database:
                         "WHERE INFO LIKE '%s' AND ID <> CONNECTION_ID()" % like.replace("'", "''"),
                         root=True, database=False)
         return rows
+
+    def running_id(self, like, timeout=3.0):
+        """The processlist id of the one running statement matching `like`, once it runs."""
+        _, seen = poll(lambda: self.processlist(like), bool, timeout, 0.05)
+        rows = seen[-1]
+        if len(rows) != 1:
+            raise AssertionError("expected one running statement like %r, found %r" % (like, rows))
+        return int(rows[0][0])
+
+    def kill(self, conn_id, query_only=False):
+        """KILL [QUERY] conn_id from an admin connection of our own (the side channel)."""
+        self.sql("KILL %s%d" % ("QUERY " if query_only else "", conn_id), root=True, database=False)
+
+    def connection_ids(self):
+        """The ids of every connection the server has open now (ours excluded)."""
+        return {int(r[0]) for r in self.sql(
+            "SELECT ID FROM information_schema.processlist WHERE ID <> CONNECTION_ID()",
+            root=True, database=False)}
 
 
 _shared = None
@@ -343,6 +368,35 @@ class DbServerTestCase(harness.ServerTestCase):
     def stats(self):
         return self.assertJson(self.get("/stats"), 200)
 
+    def pool_stats(self):
+        """db.stats() with the fields of the second-generation engine, which tests of it need."""
+        stats = self.stats()
+        missing = sorted(set(ENGINE_STATS) - set(stats))
+        self.assertEqual(missing, [], "db.stats() lacks %s: %r" % (", ".join(missing), stats))
+        return stats
+
+    def wait_pool_idle(self, timeout=15):
+        """Poll /stats until nothing is busy or waiting; returns the last stats."""
+        _, seen = poll(self.stats, lambda s: s["busy"] == 0 and s["waiting"] == 0, timeout)
+        stats = seen[-1]
+        self.assertEqual((stats["busy"], stats["waiting"]), (0, 0),
+                         "the pool did not go idle within %ss: %r" % (timeout, stats))
+        return stats
+
+    def assertFullPoolUsable(self, size, max_seconds=1.8):
+        """`size` SELECT SLEEP(1) at once all answer 200 within max_seconds (None: no bound), where
+        one connection short would take 2 s: every connection works. (SLEEP(1), not less, leaves
+        room for a loaded machine.)"""
+        elapsed, responses = timed(in_parallel, self.get,
+                                   [("/c/sleep?s=1&tag=full%d" % i,) for i in range(size)])
+        for i, r in enumerate(responses):
+            self.assertJson(r, 200, {"slept": 0, "tag": "full%d" % i})
+        if max_seconds is not None:
+            self.assertLess(elapsed, max_seconds, "%d SLEEP(1) on a pool of %d did not all "
+                            "run at once" % (size, size))
+        stats = self.stats()
+        self.assertEqual(stats["size"], size, stats)
+
 
 def with_query(path, query):
     if not query:
@@ -390,6 +444,51 @@ def in_parallel(fn, args_list, timeout=60):
     return results
 
 
+class Load:
+    """Background traffic: `threads` client threads each calling fn() in a loop until stop().
+    stop() returns every call as (start, seconds, value), start relative to the Load's creation,
+    in order of start; an exception in fn is re-raised there. Bounded: a thread ends by itself
+    after `limit` seconds."""
+
+    def __init__(self, fn, threads=2, limit=30.0):
+        self.t0 = time.monotonic()
+        self._fn = fn
+        self._limit = limit
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._calls = []
+        self._errors = []
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        for t in self._threads:
+            t.start()
+
+    def _run(self):
+        try:
+            while not self._stop.is_set() and time.monotonic() - self.t0 < self._limit:
+                start = time.monotonic()
+                value = self._fn()
+                with self._lock:
+                    self._calls.append((start - self.t0, time.monotonic() - start, value))
+        except BaseException as e:   # handed to stop()
+            self._errors.append(e)
+
+    def calls(self):
+        """The calls finished so far."""
+        with self._lock:
+            return sorted(self._calls, key=lambda c: c[0])
+
+    def stop(self, timeout=harness.IO_TIMEOUT * 2):
+        self._stop.set()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+            if t.is_alive():
+                raise AssertionError("a load thread did not finish within %ss" % timeout)
+        if self._errors:
+            raise self._errors[0]
+        return self.calls()
+
+
 def timed(fn, *args):
     """(seconds, fn(*args))."""
     t0 = time.monotonic()
@@ -427,25 +526,3 @@ class ThrowawayDbTestCase(DbServerTestCase):
         elif not cls.db_running and db.status():
             db.stop()
         return db
-
-    def wait_pool_idle(self, timeout=15):
-        """Poll /stats until nothing is busy or waiting; returns the last stats."""
-        _, seen = poll(self.stats, lambda s: s["busy"] == 0 and s["waiting"] == 0, timeout)
-        stats = seen[-1]
-        self.assertEqual((stats["busy"], stats["waiting"]), (0, 0),
-                         "the pool did not go idle within %ss: %r" % (timeout, stats))
-        return stats
-
-    def assertFullPoolUsable(self, size, max_seconds=1.8):
-        """`size` SELECT SLEEP(1) at once all answer 200 within max_seconds (None: no bound), where
-        one connection short would take 2 s: every connection works. (SLEEP(1), not less, leaves
-        room for a loaded machine.)"""
-        elapsed, responses = timed(in_parallel, self.get,
-                                   [("/c/sleep?s=1&tag=full%d" % i,) for i in range(size)])
-        for i, r in enumerate(responses):
-            self.assertJson(r, 200, {"slept": 0, "tag": "full%d" % i})
-        if max_seconds is not None:
-            self.assertLess(elapsed, max_seconds, "%d SLEEP(1) on a pool of %d did not all "
-                            "run at once" % (size, size))
-        stats = self.stats()
-        self.assertEqual(stats["size"], size, stats)

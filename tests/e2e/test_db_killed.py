@@ -22,15 +22,6 @@ def tearDownModule():
     dbharness.ThrowawayDbTestCase.throwaway.destroy()
 
 
-def find_running(db, like, timeout=3.0):
-    """The processlist id of the one running statement matching `like`."""
-    _, seen = poll(lambda: db.processlist(like), bool, timeout, 0.05)
-    rows = seen[-1]
-    if len(rows) != 1:
-        raise AssertionError("expected one running statement like %r, found %r" % (like, rows))
-    return int(rows[0][0])
-
-
 class KilledConnectionTest(dbharness.ThrowawayDbTestCase):
     db = {"pool_size": 2}
 
@@ -42,7 +33,7 @@ class KilledConnectionTest(dbharness.ThrowawayDbTestCase):
         # The server maps a lost connection (errno 2013 here) to kind "unavailable": 503.
         tag = "killme_%d" % os.getpid()
         sleeper = harness.ThreadResult(self.get, "/c/sleep?s=5&tag=" + tag, 10)
-        conn_id = find_running(self.throwaway, "SELECT SLEEP%" + tag + "%")
+        conn_id = self.throwaway.running_id("SELECT SLEEP%" + tag + "%")
         t0 = time.monotonic()
         self.throwaway.sql("KILL %d" % conn_id, root=True, database=False)
         r = sleeper.get(10)
@@ -58,7 +49,7 @@ class KilledConnectionTest(dbharness.ThrowawayDbTestCase):
 
     def test_connection_killed_inside_a_transaction_rolls_it_back(self):
         sleeper = harness.ThreadResult(self.post, "/d/tx-sleep?t=%s&id=100&s=5&how=db" % TABLE)
-        conn_id = find_running(self.throwaway, "SELECT SLEEP%")
+        conn_id = self.throwaway.running_id("SELECT SLEEP%")
         self.throwaway.sql("KILL %d" % conn_id, root=True, database=False)
         r = sleeper.get(10)
         self.assertUnavailable(r)
@@ -71,7 +62,7 @@ class KilledConnectionTest(dbharness.ThrowawayDbTestCase):
         # KILL QUERY leaves the connection alive: an ordinary query error (1317), so a 500.
         tag = "killquery_%d" % os.getpid()
         sleeper = harness.ThreadResult(self.get, "/c/sleep?s=5&tag=" + tag, 10)
-        conn_id = find_running(self.throwaway, "SELECT SLEEP%" + tag + "%")
+        conn_id = self.throwaway.running_id("SELECT SLEEP%" + tag + "%")
         self.throwaway.sql("KILL QUERY %d" % conn_id, root=True, database=False)
         r = sleeper.get(10)
         self.assertServerError(r)

@@ -361,6 +361,43 @@ app:get("/c/spawn-args", function(req)
   return { sum = sum, text = text }
 end)
 
+-- ---- the engine: connections, their sessions and their lifetimes -------------------------
+
+-- Which connection ran the query, what its session holds (init_sql sets @squall_init and the
+-- time zone in test_db_lifecycle.py), after SLEEP(?s); the tag marks it in the processlist.
+app:get("/e/conn", function(req)
+  local s = num(req, "s", 0)
+  local g = tag(req)
+  local r = db.query("SELECT CONNECTION_ID() AS id, @squall_init AS init, "
+                     .. "@@session.time_zone AS tz, SLEEP(?) AS slept, '" .. g .. "' AS tag", s)[1]
+  return { id = r.id, init = r.init, tz = r.tz, slept = r.slept, tag = r.tag }
+end)
+
+-- The row ?id of table ?t, the bound id echoed back, and the connection that read it, after
+-- SLEEP(?s) in the same statement (so that concurrent requests hold connections at once).
+app:get("/e/row", function(req)
+  local t = tbl(req)
+  local id = num(req, "id")
+  local s = num(req, "s", 0)
+  local rows = db.query("SELECT id, val, ? AS echo, CONNECTION_ID() AS conn, SLEEP(?) AS slept FROM "
+                        .. t .. " WHERE id = ?", id, s, id)
+  local r = rows[1]
+  if not r then return 404, { error = "no row " .. id } end
+  return { id = r.id, val = r.val, echo = r.echo, conn = r.conn }
+end)
+
+-- A transaction that asks for its connection, waits ?s on a timer (the connection stays pinned,
+-- idle, inside the transaction) and asks again: both answers must be the same connection.
+app:get("/e/tx-conn", function(req)
+  local s = num(req, "s", 0.2)
+  return db.transaction(function(tx)
+    local a = tx:query("SELECT CONNECTION_ID() AS id, @@in_transaction AS in_tx")[1]
+    squall.sleep(s)
+    local b = tx:query("SELECT CONNECTION_ID() AS id, @@in_transaction AS in_tx")[1]
+    return { first = a.id, second = b.id, in_tx = b.in_tx }
+  end)
+end)
+
 -- ---- disconnects ---------------------------------------------------------------------------
 
 -- A transaction that inserts ?id and then waits, in the database (how=db) or on a timer
