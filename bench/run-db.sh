@@ -91,7 +91,7 @@ check_threads_key() {
 }
 
 db_cleanup() {
-  cleanup
+  cleanup || true   # with KEEP_RUNDIR=1 it returns 1, which would end the trap before the stop below
   if [ "$DB_STARTED" = 1 ]; then log "stopping the MariaDB this run started"; bash "$ROOT/tools/db.sh" stop || true; fi
 }
 
