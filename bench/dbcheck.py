@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Check the answers of the TechEmpower database routes before bench/run-db.sh measures them.
 
-usage: dbcheck.py PORT SOCKET [LABEL]
+usage: dbcheck.py PORT SOCKET [LABEL [FORTUNES_OUT]]
 Prints one line per check, "LABEL /route: OK (...)" or "LABEL /route: WRONG ANSWER (...)".
 Rows are compared with what MariaDB holds (mariadb client on SOCKET, user squall), so /db must
-return the stored row and /updates must have written its new numbers back.
+return the stored row and /updates must have written its new numbers back. The server may be
+Squall or nginx-lua (bench/nginx-db.conf.in): both must give the same shapes. With FORTUNES_OUT,
+the /fortunes body is written there (run-db.sh compares Squall's and nginx's byte for byte).
 """
 import html
 import json
@@ -15,6 +17,7 @@ import urllib.request
 
 port, sock = sys.argv[1], sys.argv[2]
 label = sys.argv[3] if len(sys.argv) > 3 else "squall"
+fortunes_out = sys.argv[4] if len(sys.argv) > 4 else None
 base = f"http://127.0.0.1:{port}"
 
 
@@ -105,6 +108,9 @@ def fortunes(ctype, body):
         raise ValueError("not sorted by message")
     if "<script>" in text or "&lt;script&gt;" not in text:
         raise ValueError("message not HTML-escaped")
+    if fortunes_out:
+        with open(fortunes_out, "wb") as f:
+            f.write(body)
     return f"{len(got)} fortunes, sorted, escaped"
 
 

@@ -9,14 +9,15 @@
 #   MAX_OTHER=0.25 RETRIES=2   repeat a run (up to RETRIES times) when other processes on the
 #                 machine used more than MAX_OTHER cores (+ steal) during it
 #   QUIET_WAIT=60 before each run, wait up to this long for other load to drop below MAX_OTHER
-#   MODE=db       the TechEmpower database routes instead (bench/run-db.sh; Squall only)
+#   MODE=db       the TechEmpower database routes instead (bench/run-db.sh: Squall vs
+#                 nginx + lua-resty-mysql)
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
 cd "$ROOT"
 
-# MODE=db: the TechEmpower database routes, Squall only (bench/run-db.sh, which sources this
+# MODE=db: the TechEmpower database routes (bench/run-db.sh, which sources this
 # file for its helpers; sourced, this file stops before "main" below).
 if [[ "${BASH_SOURCE[0]}" == "$0" && "${MODE:-http}" == db ]]; then exec bash "$BENCH_DIR/run-db.sh" "$@"; fi
 [[ "${MODE:-http}" == http || "${MODE}" == db ]] || { echo "[bench] ERROR: unknown MODE=$MODE (http or db)" >&2; exit 2; }
@@ -31,6 +32,7 @@ PIPELINE_DEPTH=16
 MAX_OTHER=${MAX_OTHER:-0.25}        # foreign load (cores) above which a run is repeated
 RETRIES=${RETRIES:-2}               # ... at most this many times
 QUIET_WAIT=${QUIET_WAIT:-60}        # seconds to wait for an idle machine before each run
+QUIET_SAMPLE=${QUIET_SAMPLE:-1}     # seconds of each idleness sample before a run
 
 SQUALL_BENCH_CONFIG=${SQUALL_BENCH_CONFIG:-$BENCH_DIR/config.lua}
 CACHE="$BENCH_DIR/.cache"
@@ -178,6 +180,12 @@ wait_ready() {
   return 1
 }
 
+# Writes $RUNDIR/nginx/nginx.conf for a server on port $1 (bench/run-db.sh redefines it).
+nginx_conf() {
+  sed -e "s#@LUAROOT@#$LUAROOT#g" -e "s#@RUNDIR@#$RUNDIR/nginx#g" -e "s#@PORT@#$1#g" \
+    "$BENCH_DIR/nginx.conf.in" >"$RUNDIR/nginx/nginx.conf"
+}
+
 start_server() {  # name port -> sets SERVER_PID
   local name=$1 port=$2
   case $name in
@@ -187,8 +195,7 @@ start_server() {  # name port -> sets SERVER_PID
       SERVER_PID=$!
       ;;
     nginx)
-      sed -e "s#@LUAROOT@#$LUAROOT#g" -e "s#@RUNDIR@#$RUNDIR/nginx#g" -e "s#@PORT@#$port#g" \
-        "$BENCH_DIR/nginx.conf.in" >"$RUNDIR/nginx/nginx.conf"
+      nginx_conf "$port"
       : >"$RUNDIR/nginx/error.log"
       LD_LIBRARY_PATH="$LUAROOT/usr/lib/x86_64-linux-gnu" \
         nginx -p "$RUNDIR/nginx" -c "$RUNDIR/nginx/nginx.conf" -e "$RUNDIR/nginx/error.log" \
@@ -327,12 +334,13 @@ measure_once() {  # out row server port
 wait_quiet() {
   local waited=0 b0 s0 b1 s1 busy
   while :; do
-    read -r b0 s0 < <(machine_ticks); sleep 1; read -r b1 s1 < <(machine_ticks)
-    busy=$(awk -v d=$((b1 - b0 + s1 - s0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", d / hz }')
+    read -r b0 s0 < <(machine_ticks); sleep "$QUIET_SAMPLE"; read -r b1 s1 < <(machine_ticks)
+    busy=$(awk -v d=$((b1 - b0 + s1 - s0)) -v hz="$CLK_TCK" -v t="$QUIET_SAMPLE" 'BEGIN { printf "%.2f", d / hz / t }')
     awk -v b="$busy" -v m="$MAX_OTHER" 'BEGIN { exit !(b <= m) }' && break
     [ "$waited" -eq 0 ] && log "  machine busy ($busy cores used by other processes); waiting up to ${QUIET_WAIT}s"
     waited=$((waited + 1))
-    [ "$waited" -lt "$QUIET_WAIT" ] || { log "  still busy after ${QUIET_WAIT}s; measuring anyway"; break; }
+    awk -v w="$waited" -v s="$QUIET_SAMPLE" -v q="$QUIET_WAIT" 'BEGIN { exit !(w * s < q) }' \
+      || { log "  still busy after ${QUIET_WAIT}s; measuring anyway"; break; }
   done
 }
 
