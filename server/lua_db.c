@@ -375,12 +375,14 @@ static void plan_free(list_plan_t *p)
   free(p->offs);
 }
 
-/* Frees everything the caller built, then raises the message on top of the stack. */
-static void list_fail(lua_State *L, sq_db_job_t *j, list_plan_t *p)
+/* Frees everything the caller built, then raises the message on top of the stack. Marked as not
+ * returning (lua_error longjmps), so that the compiler does not see the plan used after it. */
+__attribute__((noreturn)) static void list_fail(lua_State *L, sq_db_job_t *j, list_plan_t *p)
 {
   plan_free(p);
   sq_db_job_free(j);
   raise_at_caller(L, lua_tostring(L, -1));
+  __builtin_unreachable();
 }
 
 /* Fills `j` with the SQL (lists expanded) and every parameter, lists element by element. Checks
