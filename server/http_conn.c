@@ -257,6 +257,12 @@ static int on_headers_complete(llhttp_t *p)
                                 c->req.head.data[h->value_off + h->value_len - 1] == '\t'))
       h->value_len--;
   }
+  /* llhttp reports an empty target ("CONNECT \r\n\r\n") as a URL of length 0; no form of
+   * request-target is empty (RFC 9112 3.2), and the bridge needs a path to route. */
+  if (c->req.url_len == 0) {
+    c->error_status = 400;
+    return -1;
+  }
   int has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)cfg->limits.max_body_bytes) {
     c->error_status = 413;

@@ -904,6 +904,7 @@ void sq_bridge_dispatch(sq_bridge_t *b, sq_conn_t *c)
   r->task = t;
   lua_State *co = t->co;
   const char *url = r->head.data;
+  assert(r->url_len > 0);  /* the connection refuses an empty target with 400 */
   const char *q = memchr(url, '?', r->url_len);
   size_t path_len = q ? (size_t)(q - url) : r->url_len;
   int port;

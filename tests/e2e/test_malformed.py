@@ -82,6 +82,15 @@ class MalformedTest(harness.ServerTestCase):
         self.assertBadRequest(b"POST /echo-body HTTP/1.1\r\nHost: t\r\nContent-Length : 5\r\n\r\n"
                               b"hello")
 
+    def test_connect_with_empty_target_as_first_bytes_is_400(self):
+        # A fuzzer's find: llhttp reports the empty target as a URL span of length 0, which
+        # the sanitizer build turned into memcpy(NULL, p, 0) and an abort.
+        self.assertBadRequest(b"CONNECT \r\n\r\n")
+
+    def test_empty_target_in_a_later_request_is_400(self):
+        self.assertBadRequest(build_request("GET", "/hello/first") + b"GET  HTTP/1.1\r\n\r\n",
+                              answered_first=["Hello, first"])
+
     # -- after good requests on the same connection
 
     def test_malformed_request_after_pipelined_good_one(self):
