@@ -188,6 +188,14 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
     return -1;
   sq_buf_append(&c->req.head, at, len);
   c->req.url_len += (uint32_t)len;
+  /* A request line that ends right after the target is HTTP/0.9 ("GET /\r\n"). llhttp accepts
+   * it and then waits for a header block that a 0.9 client never sends, so it would get a 408 or
+   * an HTTP/1.1 answer it cannot read. The last piece of the target ends at the byte that ended
+   * it, still inside the buffer being parsed (a piece cut by the buffer's end ends at its end). */
+  if (at + len < c->rbuf + c->rlen && (at[len] == '\r' || at[len] == '\n')) {
+    c->error_status = 400;
+    return -1;
+  }
   return 0;
 }
 
@@ -261,6 +269,11 @@ static int on_headers_complete(llhttp_t *p)
    * request-target is empty (RFC 9112 3.2), and the bridge needs a path to route. */
   if (c->req.url_len == 0) {
     c->error_status = 400;
+    return -1;
+  }
+  /* on_url refuses HTTP/0.9 as soon as its line ends; this covers any other major version. */
+  if (p->http_major != 1) {
+    c->error_status = p->http_major == 0 ? 400 : 505;
     return -1;
   }
   int has_body = (p->flags & F_CHUNKED) || p->content_length > 0;

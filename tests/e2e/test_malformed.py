@@ -33,6 +33,24 @@ class MalformedTest(harness.ServerTestCase):
     def test_request_line_without_version_is_400(self):
         self.assertBadRequest(b"GET /hello/x FOO\r\nHost: t\r\n\r\n")
 
+    def test_http09_request_line_without_version_is_400_at_once(self):
+        # HTTP/0.9 has no version and no headers: the answer must come without the client
+        # sending anything more (no wait for the header timeout), and it is not a 1.1 response.
+        for line in (b"GET /\r\n", b"GET /hello/x\r\n", b"GET /\n"):
+            with self.subTest(line=line):
+                self.assertBadRequest(line)
+
+    def test_http09_request_line_split_across_reads_is_400(self):
+        with self.connect() as c:
+            c.send_split(b"GET /hello/x\r\n", sizes=(3, 1, 4, 1))
+            r = c.read_response()
+            self.assertEqual(r.status, 400, r)
+            self.assertClosedByServer(c)
+
+    def test_http09_after_a_good_request_is_400(self):
+        self.assertBadRequest(build_request("GET", "/hello/good") + b"GET /\r\n",
+                              answered_first=["Hello, good"])
+
     def test_content_length_with_transfer_encoding_chunked_is_400(self):
         # The classic CL.TE smuggling shape: whatever the framing, "GET /smuggled" must never
         # be answered as a request of its own.
