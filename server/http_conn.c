@@ -44,6 +44,7 @@ struct sq_conn_s {
   char *rbuf;
   size_t rlen, rcap, rpos;       /* bytes held, allocated, and already fed to the parser */
   size_t header_bytes;
+  size_t field_len;              /* bytes of the header (or trailer) name being parsed */
   size_t resp_mark;              /* out.len when the current response began */
   int resp_status;
   int error_status;              /* set by a parser callback that refuses the request */
@@ -173,6 +174,7 @@ static int on_message_begin(llhttp_t *p)
   r->nheaders = 0;
   r->body.len = 0;
   c->header_bytes = 0;
+  c->field_len = 0;
   c->last_was_value = 0;
   c->in_message = 1;
   r->start_ms = uv_now(&c->w->loop);
@@ -205,6 +207,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
   sq_req_t *r = &c->req;
   if (count_header_bytes(c, len))
     return -1;
+  c->field_len += len;
   /* Trailers of a chunked body arrive through the same callbacks. They count against the
    * limit but are not headers (RFC 9112 7.1.2: never merged into them), so they are dropped. */
   if (p->flags & F_TRAILING)
@@ -223,6 +226,19 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
   }
   sq_buf_append(&r->head, at, len);
   r->headers[r->nheaders - 1].name_len += (uint32_t)len;
+  return 0;
+}
+
+/* llhttp takes ": x" as a header with an empty name; a field name is a token of at least one
+ * character (RFC 9110 5.1), and a handler would see a header named "". */
+static int on_header_field_complete(llhttp_t *p)
+{
+  sq_conn_t *c = p->data;
+  if (c->field_len == 0) {
+    c->error_status = 400;
+    return -1;
+  }
+  c->field_len = 0;
   return 0;
 }
 
@@ -733,6 +749,7 @@ static const llhttp_settings_t parser_settings = {
   .on_message_begin = on_message_begin,
   .on_url = on_url,
   .on_header_field = on_header_field,
+  .on_header_field_complete = on_header_field_complete,
   .on_header_value = on_header_value,
   .on_headers_complete = on_headers_complete,
   .on_body = on_body,

@@ -93,6 +93,17 @@ class MalformedTest(harness.ServerTestCase):
     def test_header_line_without_colon_is_400(self):
         self.assertBadRequest(b"GET /hello/x HTTP/1.1\r\nHost: t\r\nNoColonHere\r\n\r\n")
 
+    def test_empty_header_name_is_400(self):
+        for data in (b"GET /hello/x HTTP/1.1\r\nHost: t\r\n: x\r\n\r\n",
+                     b"GET /hello/x HTTP/1.1\r\n: x\r\nHost: t\r\n\r\n",
+                     b"GET /hello/x HTTP/1.1\r\nHost: t\r\n:\r\n\r\n"):
+            with self.subTest(data=data):
+                self.assertBadRequest(data)
+
+    def test_empty_trailer_name_is_400(self):
+        self.assertBadRequest(b"POST /echo-body HTTP/1.1\r\nHost: t\r\n"
+                              b"Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n: x\r\n\r\n")
+
     def test_space_before_colon_in_header_name_is_400(self):
         self.assertBadRequest(b"GET /hello/x HTTP/1.1\r\nHost : t\r\n\r\n")
 
