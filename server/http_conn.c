@@ -292,6 +292,17 @@ static int on_headers_complete(llhttp_t *p)
     c->error_status = p->http_major == 0 ? 400 : 505;
     return -1;
   }
+  /* RFC 9112 3.2: an HTTP/1.1 request without Host, and any request with more than one, is a
+   * 400. HTTP/1.0 predates Host and may leave it out. */
+  int hosts = 0;
+  for (int i = 0; i < c->req.nheaders; i++) {
+    const sq_header_t *h = &c->req.headers[i];
+    hosts += h->name_len == 4 && sq_http_casecmp(c->req.head.data + h->name_off, "host", 4) == 0;
+  }
+  if (hosts > 1 || (hosts == 0 && p->http_minor >= 1)) {
+    c->error_status = 400;
+    return -1;
+  }
   int has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)cfg->limits.max_body_bytes) {
     c->error_status = 413;

@@ -51,6 +51,26 @@ class MalformedTest(harness.ServerTestCase):
         self.assertBadRequest(build_request("GET", "/hello/good") + b"GET /\r\n",
                               answered_first=["Hello, good"])
 
+    def test_http11_request_without_host_is_400(self):
+        self.assertBadRequest(build_request("GET", "/hello/x", host=False))
+
+    def test_http11_request_without_host_with_a_body_is_400_at_once(self):
+        # Answered at the end of the head: not after waiting body_timeout for a body (408).
+        with self.connect(timeout=2) as c:
+            c.send(b"POST /echo-body HTTP/1.1\r\nContent-Length: 5\r\n\r\n")
+            r = c.read_response()
+            self.assertEqual(r.status, 400, r)
+            self.assertClosedByServer(c)
+
+    def test_two_host_headers_are_400(self):
+        for version in ("1.1", "1.0"):
+            with self.subTest(version=version):
+                self.assertBadRequest(build_request(
+                    "GET", "/hello/x", [("Host", "a"), ("host", "b")], version=version))
+
+    def test_two_identical_host_headers_are_400(self):
+        self.assertBadRequest(build_request("GET", "/hello/x", [("Host", "a"), ("Host", "a")]))
+
     def test_content_length_with_transfer_encoding_chunked_is_400(self):
         # The classic CL.TE smuggling shape: whatever the framing, "GET /smuggled" must never
         # be answered as a request of its own.

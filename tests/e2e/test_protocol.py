@@ -72,6 +72,18 @@ class ProtocolTest(harness.ServerTestCase):
             self.assertIsNone(r.header("Transfer-Encoding"))
             self.assertClosedByServer(c)
 
+    def test_http10_without_host_is_served(self):
+        # Host arrived with HTTP/1.1; a 1.0 request may leave it out (RFC 9112 3.2).
+        with self.connect() as c:
+            c.send(b"GET /header/host HTTP/1.0\r\n\r\n")
+            self.assertResponse(c.read_response(), 200, "(nil)")
+            self.assertClosedByServer(c)
+
+    def test_http11_host_header_is_matched_in_any_case(self):
+        with self.connect() as c:
+            c.send(b"GET /header/host HTTP/1.1\r\nhOsT: example\r\n\r\n")
+            self.assertResponse(c.read_response(), 200, "example")
+
     def test_http10_keep_alive_when_asked(self):
         with self.connect() as c:
             c.send(b"GET /hello/one HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
