@@ -303,6 +303,14 @@ static int on_headers_complete(llhttp_t *p)
     c->error_status = 400;
     return -1;
   }
+  /* The host switches to no other protocol and tunnels nothing: CONNECT, and a request that
+   * asks to upgrade (Upgrade listed in Connection, llhttp's `upgrade`), get 501 and a close
+   * rather than a handler's answer to a request that means something else. The bytes after
+   * their head belong to the other protocol and are never parsed as HTTP. */
+  if (p->method == HTTP_CONNECT || p->upgrade) {
+    c->error_status = 501;
+    return -1;
+  }
   int has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)cfg->limits.max_body_bytes) {
     c->error_status = 413;
@@ -346,8 +354,7 @@ static int on_message_complete(llhttp_t *p)
   timer_set(c, T_NONE, 0);
   r->method = llhttp_method_name((llhttp_method_t)p->method);
   r->http_minor = p->http_minor;
-  /* No protocol upgrades: answer the request and close instead of switching. */
-  r->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
+  r->keep_alive = llhttp_should_keep_alive(p);  /* upgrades never get here (on_headers_complete) */
   r->is_head = p->method == HTTP_HEAD;
   return HPE_PAUSED;
 }
