@@ -270,6 +270,33 @@ static const sq_header_t *find_header(const sq_req_t *r, const char *name, size_
   return NULL;
 }
 
+/* Splits an absolute-form target into authority and path (sq_req_t.host_off, path_off). Other
+ * forms keep both at 0: "*" (OPTIONS) and origin-form route as they are. Returns -1 for an http
+ * URI the recipient must reject: an empty host, or userinfo (RFC 9110 4.2.1, 4.2.4). */
+static int split_target(sq_req_t *r)
+{
+  const char *u = r->head.data;
+  size_t n = r->url_len, start;
+  r->host_off = r->path_off = 0;
+  if (n >= 7 && sq_http_casecmp(u, "http://", 7) == 0)
+    start = 7;
+  else if (n >= 8 && sq_http_casecmp(u, "https://", 8) == 0)
+    start = 8;
+  else
+    return 0;
+  size_t end = start;
+  while (end < n && u[end] != '/' && u[end] != '?' && u[end] != '#') {
+    if (u[end] == '@')
+      return -1;
+    end++;
+  }
+  if (end == start)
+    return -1;
+  r->host_off = (uint32_t)start;
+  r->path_off = (uint32_t)end;
+  return 0;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
   sq_conn_t *c = p->data;
@@ -284,6 +311,10 @@ static int on_headers_complete(llhttp_t *p)
   /* llhttp reports an empty target ("CONNECT \r\n\r\n") as a URL of length 0; no form of
    * request-target is empty (RFC 9112 3.2), and the bridge needs a path to route. */
   if (c->req.url_len == 0) {
+    c->error_status = 400;
+    return -1;
+  }
+  if (split_target(&c->req) < 0) {
     c->error_status = 400;
     return -1;
   }

@@ -903,20 +903,32 @@ void sq_bridge_dispatch(sq_bridge_t *b, sq_conn_t *c)
   sq_task_t *t = task_new(b, ctx_new(b, c), TASK_REQUEST);
   r->task = t;
   lua_State *co = t->co;
-  const char *url = r->head.data;
   assert(r->url_len > 0);  /* the connection refuses an empty target with 400 */
-  const char *q = memchr(url, '?', r->url_len);
-  size_t path_len = q ? (size_t)(q - url) : r->url_len;
+  /* An absolute-form target routes by its path; the authority before it is the host. */
+  const char *url = r->head.data + r->path_off;
+  size_t url_len = r->url_len - r->path_off;
+  const char *q = memchr(url, '?', url_len);
+  size_t path_len = q ? (size_t)(q - url) : url_len;
   int port;
   const char *peer = sq_conn_peer(c, &port);
   lua_rawgeti(co, LUA_REGISTRYINDEX, b->run_ref);
   lua_pushstring(co, r->method);
-  lua_pushlstring(co, url, path_len);
+  if (path_len > 0)
+    lua_pushlstring(co, url, path_len);
+  else
+    lua_pushliteral(co, "/");  /* "http://host?q": an empty path is "/" (RFC 9112 3.2.1) */
   if (q)
-    lua_pushlstring(co, q + 1, r->url_len - path_len - 1);
+    lua_pushlstring(co, q + 1, url_len - path_len - 1);
   else
     lua_pushliteral(co, "");
   push_headers(b, co, r);
+  if (r->path_off > 0) {
+    /* RFC 9112 3.2.2: with an absolute-form target the server must ignore the Host field and
+     * use the target's authority instead. */
+    lua_pushliteral(co, "host");
+    lua_pushlstring(co, r->head.data + r->host_off, r->path_off - r->host_off);
+    lua_rawset(co, -3);
+  }
   lua_pushlstring(co, r->body.data ? r->body.data : "", r->body.len);
   lua_pushstring(co, r->http_minor == 0 ? "1.0" : "1.1");
   lua_pushstring(co, peer);
