@@ -805,6 +805,38 @@ static const llhttp_settings_t parser_settings = {
   .on_message_complete = on_message_complete,
 };
 
+static void on_refused_timer(uv_timer_t *t);
+
+/* A refused connection is worth a line in the log (an operator has to learn that the limit is
+ * hit), but a flood of them must not become a flood of lines: the whole server writes at most
+ * one a second, counting what was refused since the one before. Whichever worker refuses first
+ * after a quiet second writes it; a worker that refused meanwhile arms its timer, so the count
+ * is reported even if no further refusal comes. */
+static void report_refused(sq_worker_t *w)
+{
+  sq_server_t *s = w->server;
+  if (atomic_load(&s->refused) == 0 || uv_is_closing((uv_handle_t *)&w->refused_timer))
+    return;
+  unsigned long long now = uv_hrtime() / 1000000, last = atomic_load(&s->refused_log_ms);
+  if (last != 0 && now - last < 1000) {
+    if (!uv_is_active((uv_handle_t *)&w->refused_timer))
+      uv_timer_start(&w->refused_timer, on_refused_timer, last + 1000 - now, 0);
+    return;
+  }
+  if (!atomic_compare_exchange_strong(&s->refused_log_ms, &last, now)) {
+    /* Another worker is writing the line now; whatever it misses is ours in a second. */
+    if (!uv_is_active((uv_handle_t *)&w->refused_timer))
+      uv_timer_start(&w->refused_timer, on_refused_timer, 1000, 0);
+    return;
+  }
+  long n = atomic_exchange(&s->refused, 0);
+  if (n > 0)
+    sq_log(SQ_LOG_WARN, "refused %ld connection%s: limits.max_connections (%ld) reached", n, n == 1 ? "" : "s",
+           w->cfg->limits.max_connections);
+}
+
+static void on_refused_timer(uv_timer_t *t) { report_refused(t->data); }
+
 void sq_conn_accept(uv_stream_t *listener, int status)
 {
   sq_worker_t *w = listener->data;
@@ -839,6 +871,8 @@ void sq_conn_accept(uv_stream_t *listener, int status)
   if (atomic_fetch_add(&w->server->nconns, 1) >= w->cfg->limits.max_connections) {
     /* Over the limit: closing at once costs the least and tells the client to back off. */
     conn_close(c);
+    atomic_fetch_add(&w->server->refused, 1);
+    report_refused(w);
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);

@@ -97,6 +97,8 @@ static int serve(sq_config_t *cfg, int check_only, char **test_args, int ntest_a
   uv_mutex_init(&s->status_lock);
   s->workers = sq_calloc((size_t)s->nworkers, sizeof *s->workers);
   atomic_init(&s->nconns, 0);
+  atomic_init(&s->refused, 0);
+  atomic_init(&s->refused_log_ms, 0);
   m.loop = uv_default_loop();
   uv_async_init(m.loop, &m.exited, on_exited);
   m.exited.data = &m;

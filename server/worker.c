@@ -118,6 +118,7 @@ static void maybe_finish(sq_worker_t *w)
   for (int i = 0; i < w->nretired; i++)
     sq_bridge_close_handles(w->retired[i]);
   uv_close((uv_handle_t *)&w->reaper, NULL);
+  uv_close((uv_handle_t *)&w->refused_timer, NULL);
   uv_close((uv_handle_t *)&w->control, NULL);
 }
 
@@ -351,6 +352,8 @@ static void worker_main(void *arg)
   pthread_setname_np(pthread_self(), name);  /* for top -H, perf and gdb */
   uv_check_init(&w->loop, &w->reaper);
   w->reaper.data = w;
+  uv_timer_init(&w->loop, &w->refused_timer);
+  w->refused_timer.data = w;
   sq_bridge_load(w->cfg, w, on_first_load, w);
   uv_run(&w->loop, UV_RUN_DEFAULT);
   mark_finished(w);

@@ -42,6 +42,7 @@ typedef struct sq_worker_s {
   sq_bridge_t **retired;      /* generations still finishing requests */
   int nretired, retired_cap;
   uv_check_t reaper;          /* frees retired generations once idle */
+  uv_timer_t refused_timer;   /* reports connections refused at max_connections (http_conn.c) */
   atomic_int reload_cmd;      /* main → worker: SQ_RELOAD_* bits not yet handled */
   atomic_int gen_state;       /* worker → main: SQ_GEN_* for the last PREPARE */
   char gen_err[2048];         /* valid when gen_state is SQ_GEN_FAILED */
@@ -58,6 +59,8 @@ struct sq_server_s {
   sq_worker_t *workers;
   int nworkers;
   atomic_long nconns;         /* across workers, for limits.max_connections */
+  atomic_long refused;        /* connections refused at that limit and not yet logged */
+  atomic_ullong refused_log_ms; /* uv_hrtime() in ms of the last such log line; 0: none yet */
   sq_db_pool_t *db;           /* NULL without a `db` table in the config */
   int port;                   /* the port bound, port 0 in the config resolved */
   uv_sem_t started;           /* each worker posts once, after start-up succeeded or failed */
