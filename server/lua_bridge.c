@@ -41,6 +41,7 @@ struct sq_reqctx_s {
   int alive;
   int refs;              /* tasks bound to it */
   sq_task_t *tasks;
+  sq_reqctx_t *prev, *next;  /* the generation's live contexts (refs > 0) */
   sq_reqctx_t *next_free;
 };
 
@@ -69,6 +70,7 @@ struct sq_bridge_s {
   int tasks_ref;         /* registry table: coroutine -> lightuserdata task */
   sq_task_t *free_tasks;
   sq_reqctx_t *free_ctx;
+  sq_reqctx_t *ctxs;     /* every live context, so that closing can end every task */
   sq_reqctx_t *top;      /* the loader's context, which tasks spawned at a top level share;
                             held (one ref) until the generation is retired */
   sq_task_t *ready_head, *ready_tail;
@@ -151,12 +153,23 @@ static sq_reqctx_t *ctx_new(sq_bridge_t *b, sq_conn_t *c)
   x->refs = 0;
   x->tasks = NULL;
   x->next_free = NULL;
+  x->prev = NULL;
+  x->next = b->ctxs;
+  if (b->ctxs)
+    b->ctxs->prev = x;
+  b->ctxs = x;
   return x;
 }
 
 static void ctx_unref(sq_bridge_t *b, sq_reqctx_t *x)
 {
   if (--x->refs == 0) {
+    if (x->prev)
+      x->prev->next = x->next;
+    else
+      b->ctxs = x->next;
+    if (x->next)
+      x->next->prev = x->prev;
     x->next_free = b->free_ctx;
     b->free_ctx = x;
   }
@@ -583,6 +596,17 @@ int sq_bridge_idle(const sq_bridge_t *b) { return b->ntasks == 0 && b->db_waitin
 
 void sq_bridge_close_handles(sq_bridge_t *b)
 {
+  /* The loop is ending, so no timer, wake-up or reply will come for any task of this generation.
+   * Abandoning only the sleepers left their waiters (woken into the ready queue, or still
+   * suspended in task:wait()) and their contexts to leak. Killing every live context abandons
+   * its waiting tasks; the ready ones are abandoned as the queue is drained, since their context
+   * is dead. Killing a context frees no other one, so the next pointer stays valid. */
+  for (sq_reqctx_t *x = b->ctxs, *next; x; x = next) {
+    next = x->next;
+    if (x->alive)
+      ctx_kill(x);
+  }
+  run_woken(b);
   while (b->sleepers)
     task_abandon(b->sleepers);
   sq_lua_db_close(b->L);
@@ -836,8 +860,15 @@ void sq_bridge_free(sq_bridge_t *b)
     next = x->next_free;
     free(x);
   }
-  if (b->top && b->top->refs == 1)
-    free(b->top);
+  /* Live contexts: the loader's (held until retirement), and any whose tasks never came back. */
+  for (sq_reqctx_t *x = b->ctxs, *next; x; x = next) {
+    next = x->next;
+    for (sq_task_t *t = x->tasks, *tnext; t; t = tnext) {
+      tnext = t->ctx_next;
+      free(t);
+    }
+    free(x);
+  }
   free(b);
 }
 
