@@ -634,6 +634,22 @@ void sq__task_check_yieldable(lua_State *L, const char *fn)
                   "table.sort comparator or a string.gsub callback)", fn);
 }
 
+/* 1e12 s in ms (1e15) is far inside uint64_t, and loop time plus it cannot overflow libuv's
+ * timer arithmetic either. */
+#define SQ_MAX_WAIT_SECS 1e12
+
+uint64_t sq__check_timeout_ms(lua_State *L, int arg, const char *what)
+{
+  double secs = luaL_checknumber(L, arg);
+  if (!(secs >= 0)) {  /* written so that NaN fails it too */
+    lua_pushfstring(L, "%s must be a non-negative number", what);
+    luaL_argerror(L, arg, lua_tostring(L, -1));
+  }
+  if (secs > SQ_MAX_WAIT_SECS)
+    secs = SQ_MAX_WAIT_SECS;
+  return (uint64_t)(secs * 1000.0 + 0.5);
+}
+
 static void on_sleep_done(uv_timer_t *timer)
 {
   sq_task_t *t = timer->data;
@@ -646,15 +662,13 @@ static void on_sleep_done(uv_timer_t *timer)
 
 static int l_sleep(lua_State *L)
 {
-  double secs = luaL_checknumber(L, 1);
+  uint64_t ms = sq__check_timeout_ms(L, 1, "seconds");
   sq_task_t *t = check_task(L, "squall.sleep");
-  if (!(secs >= 0))
-    return luaL_argerror(L, 1, "seconds must be a non-negative number");
   sq_bridge_t *b = t->b;
   t->timer = sq_malloc(sizeof *t->timer);
   uv_timer_init(&b->w->loop, t->timer);
   t->timer->data = t;
-  uv_timer_start(t->timer, on_sleep_done, (uint64_t)(secs * 1000.0 + 0.5), 0);
+  uv_timer_start(t->timer, on_sleep_done, ms, 0);
   t->sleep_prev = NULL;
   t->sleep_next = b->sleepers;
   if (b->sleepers)
