@@ -16,14 +16,24 @@
 #include "reload.h"
 #include "worker.h"
 
+/* How long the workers may take to load the app before start-up gives up. A top level that
+ * waits (a query, squall.sleep, task:wait) would otherwise hold start-up with no bound: a query
+ * has its own timeouts, a sleep or a wait on a task that never ends has none. Generous, because
+ * a top level may legitimately warm caches from the database. */
+#define SQ_STARTUP_TIMEOUT_MS 60000
+
+enum { STARTING, RUNNING, START_SIGNALLED, START_TIMED_OUT };
+
 typedef struct {
   sq_server_t server;
   uv_loop_t *loop;
   uv_signal_t sigterm, sigint;
-  uv_timer_t deadline;
+  uv_timer_t deadline;           /* the start-up deadline, then shutdown_timeout's */
   uv_async_t exited;
+  uv_async_t started;
   int nexited;
   int stopping;
+  int phase;                     /* STARTING until every worker has reported, then RUNNING */
   sq_reload_t *reload;
 } sq_main_t;
 
@@ -53,6 +63,15 @@ static void on_deadline(uv_timer_t *t)
 static void on_signal(uv_signal_t *s, int signum)
 {
   sq_main_t *m = s->data;
+  if (m->phase != RUNNING) {
+    /* Start-up is not finished (the app's top level may be waiting): stop it, nothing to drain. */
+    if (m->phase == STARTING) {
+      sq_log(SQ_LOG_INFO, "%s during start-up: stopping before the app has finished loading",
+             signum == SIGINT ? "SIGINT" : "SIGTERM");
+      m->phase = START_SIGNALLED;
+    }
+    return;
+  }
   if (m->stopping) {
     sq_log(SQ_LOG_WARN, "second signal: closing the remaining connections now");
     force_stop(m);
@@ -64,6 +83,31 @@ static void on_signal(uv_signal_t *s, int signum)
   for (int i = 0; i < m->server.nworkers; i++)
     sq_worker_command(&m->server.workers[i], SQ_WORKER_DRAIN);
   uv_timer_start(&m->deadline, on_deadline, (uint64_t)(m->server.cfg->shutdown_timeout * 1000), 0);
+}
+
+static void on_startup_deadline(uv_timer_t *t)
+{
+  sq_main_t *m = t->data;
+  if (m->phase == STARTING)
+    m->phase = START_TIMED_OUT;
+}
+
+static void on_started(uv_async_t *a) { (void)a; /* only wakes uv_run: serve counts start_done */ }
+
+static int count_started(sq_server_t *s, int n)
+{
+  int done = 0;
+  for (int i = 0; i < n; i++)
+    done += atomic_load(&s->workers[i].start_done);
+  return done;
+}
+
+static int count_exited(sq_server_t *s, int n)
+{
+  int done = 0;
+  for (int i = 0; i < n; i++)
+    done += atomic_load(&s->workers[i].command) == -1;
+  return done;
 }
 
 static void on_exited(uv_async_t *a)
@@ -81,6 +125,7 @@ static void on_exited(uv_async_t *a)
   uv_close((uv_handle_t *)&m->sigint, NULL);
   uv_close((uv_handle_t *)&m->deadline, NULL);
   uv_close((uv_handle_t *)&m->exited, NULL);
+  uv_close((uv_handle_t *)&m->started, NULL);
 }
 
 /* Serves until SIGTERM/SIGINT. With check_only, one worker loads the app (queries at its top
@@ -103,13 +148,14 @@ static int serve(sq_config_t *cfg, int check_only, char **test_args, int ntest_a
   uv_async_init(m.loop, &m.exited, on_exited);
   m.exited.data = &m;
   s->exited = &m.exited;
-  uv_sem_init(&s->started, 0);
+  uv_async_init(m.loop, &m.started, on_started);
+  s->started = &m.started;
   /* Before the port opens: a SIGTERM that arrives as soon as clients can connect must already
    * mean "drain", and libuv holds it until the loop runs. */
   uv_signal_init(m.loop, &m.sigterm);
   uv_signal_init(m.loop, &m.sigint);
   uv_timer_init(m.loop, &m.deadline);
-  m.sigterm.data = m.sigint.data = m.deadline.data = &m;
+  m.sigterm.data = m.sigint.data = m.deadline.data = m.started.data = &m;
   uv_signal_start(&m.sigterm, on_signal, SIGTERM);
   uv_signal_start(&m.sigint, on_signal, SIGINT);
   for (int i = 0; i < s->nworkers; i++) {
@@ -140,8 +186,35 @@ static int serve(sq_config_t *cfg, int check_only, char **test_args, int ntest_a
     }
     started++;
   }
-  for (int i = 0; i < started; i++)
-    uv_sem_wait(&s->started);
+  /* The main loop runs while the workers load the app, so that a signal is serviced now rather
+   * than once start-up is over, and start-up has a deadline. */
+  m.phase = STARTING;
+  uv_timer_start(&m.deadline, on_startup_deadline, SQ_STARTUP_TIMEOUT_MS, 0);
+  while (m.phase == STARTING && count_started(s, started) < started)
+    uv_run(m.loop, UV_RUN_ONCE);
+  uv_timer_stop(&m.deadline);
+  if (m.phase != STARTING) {
+    if (m.phase == START_TIMED_OUT)
+      sq_log(SQ_LOG_ERROR, "start-up timed out: the app did not finish loading within %ds (its top level "
+             "is still waiting: a query, squall.sleep or task:wait)", SQ_STARTUP_TIMEOUT_MS / 1000);
+    /* Workers still loading abandon their load; any that already serve close at once. A worker
+     * whose top level waits on a query ends when the query comes back (query_timeout). */
+    for (int i = 0; i < started; i++)
+      sq_worker_command(&s->workers[i], SQ_WORKER_FORCE);
+    while (count_exited(s, started) < started)
+      uv_run(m.loop, UV_RUN_ONCE);
+    for (int i = 0; i < started; i++)
+      uv_thread_join(&s->workers[i].thread);
+    sq_db_pool_stop(s->db);
+    /* A signal asked for the stop, as it may at any time: serving exits 0 as after a drain. A
+     * check or a test run did not do its job, and a deadline is a failure. */
+    if (m.phase == START_SIGNALLED && !check_only && !test_args) {
+      sq_log(SQ_LOG_INFO, "stopped");
+      return 0;
+    }
+    return 1;
+  }
+  m.phase = RUNNING;
   for (int i = 0; i < started; i++) {
     if (s->workers[i].start_rc < 0) {
       if (!failed && check_only)
@@ -183,7 +256,6 @@ static int serve(sq_config_t *cfg, int check_only, char **test_args, int ntest_a
   sq_db_pool_stop(s->db);
   uv_loop_close(m.loop);
   int rc = test_args ? s->workers[0].test_rc : 0;
-  uv_sem_destroy(&s->started);
   uv_mutex_destroy(&s->status_lock);
   free(s->workers);
   if (!test_args)
