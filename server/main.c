@@ -34,6 +34,7 @@ typedef struct {
   int nexited;
   int stopping;
   int phase;                     /* STARTING until every worker has reported, then RUNNING */
+  int nstarted;                  /* worker threads started: the only ones commands may go to */
   sq_reload_t *reload;
 } sq_main_t;
 
@@ -50,7 +51,7 @@ static void usage(FILE *f)
 
 static void force_stop(sq_main_t *m)
 {
-  for (int i = 0; i < m->server.nworkers; i++)
+  for (int i = 0; i < m->nstarted; i++)
     sq_worker_command(&m->server.workers[i], SQ_WORKER_FORCE);
 }
 
@@ -63,24 +64,22 @@ static void on_deadline(uv_timer_t *t)
 static void on_signal(uv_signal_t *s, int signum)
 {
   sq_main_t *m = s->data;
-  if (m->phase != RUNNING) {
-    /* Start-up is not finished (the app's top level may be waiting): stop it, nothing to drain. */
-    if (m->phase == STARTING) {
-      sq_log(SQ_LOG_INFO, "%s during start-up: stopping before the app has finished loading",
-             signum == SIGINT ? "SIGINT" : "SIGTERM");
-      m->phase = START_SIGNALLED;
-    }
-    return;
-  }
   if (m->stopping) {
     sq_log(SQ_LOG_WARN, "second signal: closing the remaining connections now");
     force_stop(m);
     return;
   }
   m->stopping = 1;
-  sq_log(SQ_LOG_INFO, "%s: draining in-flight requests (at most %gs)", signum == SIGINT ? "SIGINT" : "SIGTERM",
-         m->server.cfg->shutdown_timeout);
-  for (int i = 0; i < m->server.nworkers; i++)
+  const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+  if (m->phase == STARTING) {
+    /* The same drain: a worker that already serves finishes what it has begun, and one still
+     * loading the app (its top level may wait with no bound) gives the load up at once. */
+    m->phase = START_SIGNALLED;
+    sq_log(SQ_LOG_INFO, "%s during start-up: stopping before the app has finished loading", name);
+  } else {
+    sq_log(SQ_LOG_INFO, "%s: draining in-flight requests (at most %gs)", name, m->server.cfg->shutdown_timeout);
+  }
+  for (int i = 0; i < m->nstarted; i++)
     sq_worker_command(&m->server.workers[i], SQ_WORKER_DRAIN);
   uv_timer_start(&m->deadline, on_deadline, (uint64_t)(m->server.cfg->shutdown_timeout * 1000), 0);
 }
@@ -88,8 +87,13 @@ static void on_signal(uv_signal_t *s, int signum)
 static void on_startup_deadline(uv_timer_t *t)
 {
   sq_main_t *m = t->data;
-  if (m->phase == STARTING)
-    m->phase = START_TIMED_OUT;
+  if (m->phase != STARTING)
+    return;
+  m->phase = START_TIMED_OUT;
+  m->stopping = 1;  /* a signal from now on only hurries the stop along */
+  sq_log(SQ_LOG_ERROR, "start-up timed out: the app did not finish loading within %ds (its top level is "
+         "still waiting: a query, squall.sleep or task:wait)", SQ_STARTUP_TIMEOUT_MS / 1000);
+  force_stop(m);
 }
 
 static void on_started(uv_async_t *a) { (void)a; /* only wakes uv_run: serve counts start_done */ }
@@ -185,6 +189,7 @@ static int serve(sq_config_t *cfg, int check_only, char **test_args, int ntest_a
       break;
     }
     started++;
+    m.nstarted = started;
   }
   /* The main loop runs while the workers load the app, so that a signal is serviced now rather
    * than once start-up is over, and start-up has a deadline. */
@@ -192,15 +197,10 @@ static int serve(sq_config_t *cfg, int check_only, char **test_args, int ntest_a
   uv_timer_start(&m.deadline, on_startup_deadline, SQ_STARTUP_TIMEOUT_MS, 0);
   while (m.phase == STARTING && count_started(s, started) < started)
     uv_run(m.loop, UV_RUN_ONCE);
-  uv_timer_stop(&m.deadline);
   if (m.phase != STARTING) {
-    if (m.phase == START_TIMED_OUT)
-      sq_log(SQ_LOG_ERROR, "start-up timed out: the app did not finish loading within %ds (its top level "
-             "is still waiting: a query, squall.sleep or task:wait)", SQ_STARTUP_TIMEOUT_MS / 1000);
-    /* Workers still loading abandon their load; any that already serve close at once. A worker
-     * whose top level waits on a query ends when the query comes back (query_timeout). */
-    for (int i = 0; i < started; i++)
-      sq_worker_command(&s->workers[i], SQ_WORKER_FORCE);
+    /* The workers have their command (on_signal: drain, with the deadline timer now counting
+     * shutdown_timeout; on_startup_deadline: force). A worker still loading gives its load up;
+     * one whose top level waits on a query ends when the query comes back (query_timeout). */
     while (count_exited(s, started) < started)
       uv_run(m.loop, UV_RUN_ONCE);
     for (int i = 0; i < started; i++)
@@ -214,6 +214,7 @@ static int serve(sq_config_t *cfg, int check_only, char **test_args, int ntest_a
     }
     return 1;
   }
+  uv_timer_stop(&m.deadline);
   m.phase = RUNNING;
   for (int i = 0; i < started; i++) {
     if (s->workers[i].start_rc < 0) {

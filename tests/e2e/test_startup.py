@@ -32,6 +32,18 @@ never:wait()
 return app
 ''' % MARK
 
+# Worker 1 serves while worker 2's top level still waits.
+HALF_STARTED_TOP = '''
+local squall = require "squall"
+local core = require "squall.core"
+local app = require "app"
+if core.worker_id == 2 then
+  assert(io.open("%s", "w")):close()
+  squall.sleep(30)
+end
+return app
+''' % MARK
+
 
 class SignalDuringStartupTest(unittest.TestCase):
 
@@ -50,14 +62,17 @@ class SignalDuringStartupTest(unittest.TestCase):
         self.server.kill()
         self.server.cleanup()
 
-    def assertStopsPromptly(self, sig, within=3.0):
+    def assertStopsPromptly(self, sig, within=3.0, answer_from=None):
         start = time.monotonic()
         self.server.signal(sig)
+        if answer_from is not None:    # a request in flight is answered (a drain, not a cut)
+            r = answer_from.read_response()
+            self.assertEqual((r.status, r.body), (200, b"spun 500"), r)
         self.server.expect_clean_exit(within + 2)    # exit 0, no sanitizer (leak) report
         took = time.monotonic() - start
         self.assertLess(took, within, "took %.1fs to stop during start-up" % took)
         self.assertIn("during start-up", self.server.log())
-        self.assertNotIn("serving on", self.server.log())
+        self.assertNotIn("serving on", self.server.log())    # main never finished starting
 
     def test_sigterm_while_the_top_level_sleeps_stops_at_once_with_exit_zero(self):
         self.start_loading(SLEEPING_TOP)
@@ -70,6 +85,28 @@ class SignalDuringStartupTest(unittest.TestCase):
     def test_sigterm_while_the_top_level_waits_on_a_task_stops_at_once(self):
         self.start_loading(WAITING_TOP, workers=1)
         self.assertStopsPromptly(signal.SIGTERM)
+
+    def test_sigterm_while_one_worker_serves_and_another_loads_drains_the_one_serving(self):
+        self.start_loading(HALF_STARTED_TOP, workers=2)
+        # Both sockets listen from the start, so the kernel may queue a connection on worker 2's,
+        # which is not accepted while it loads: try new connections until worker 1 has one.
+        c = None
+        for attempt in range(40):
+            mark = os.path.join(self.server.dir, "spin-started-%d" % attempt)
+            c = self.server.connect(timeout=10)
+            c.send(harness.build_request("GET", "/spin?ms=500&mark=" + mark))
+            deadline = time.monotonic() + 0.5
+            while not os.path.exists(mark) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if os.path.exists(mark):
+                break
+            c.close()
+            c = None
+        self.assertIsNotNone(c, "worker 1 never ran the /spin handler")
+        try:
+            self.assertStopsPromptly(signal.SIGTERM, answer_from=c)
+        finally:
+            c.close()
 
     def test_sigterm_during_a_check_exits_one(self):
         self.server = Server(config={"app": "top"}, scripts={"top.lua": SLEEPING_TOP})
@@ -93,13 +130,25 @@ class SignalDuringStartupTest(unittest.TestCase):
         self.assertNotIn(b"are ok", out)
         self.assertIsNone(harness.SANITIZER_RE.search(err), err)
 
-    def test_a_server_that_finished_starting_still_drains_on_sigterm(self):
+    def test_a_request_in_flight_is_still_answered_when_sigterm_comes_soon_after_start(self):
+        # One worker may serve while another still loads: a signal then is a drain for the one
+        # serving (its request is answered), whichever way main saw start-up at that moment.
         self.server = Server()
         self.server.start()
-        self.assertEqual(self.server.request("GET", "/hello/up").body, b"Hello, up")
-        self.server.signal(signal.SIGTERM)
+        mark = os.path.join(self.server.dir, "spin-started")
+        c = self.server.connect(timeout=10)
+        try:
+            c.send(harness.build_request("GET", "/spin?ms=500&mark=" + mark))
+            deadline = time.monotonic() + 5
+            while not os.path.exists(mark):
+                self.assertLess(time.monotonic(), deadline, "the /spin handler did not start")
+                time.sleep(0.01)
+            self.server.signal(signal.SIGTERM)
+            r = c.read_response()
+            self.assertEqual((r.status, r.body), (200, b"spun 500"), r)
+        finally:
+            c.close()
         self.server.expect_clean_exit(5)
-        self.assertIn("draining", self.server.log())
 
 
 if __name__ == "__main__":
