@@ -44,6 +44,7 @@ struct sq_conn_s {
   char *rbuf;
   size_t rlen, rcap, rpos;       /* bytes held, allocated, and already fed to the parser */
   size_t header_bytes;
+  size_t field_len;              /* bytes of the header (or trailer) name being parsed */
   size_t resp_mark;              /* out.len when the current response began */
   int resp_status;
   int error_status;              /* set by a parser callback that refuses the request */
@@ -173,6 +174,7 @@ static int on_message_begin(llhttp_t *p)
   r->nheaders = 0;
   r->body.len = 0;
   c->header_bytes = 0;
+  c->field_len = 0;
   c->last_was_value = 0;
   c->in_message = 1;
   r->start_ms = uv_now(&c->w->loop);
@@ -188,6 +190,14 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
     return -1;
   sq_buf_append(&c->req.head, at, len);
   c->req.url_len += (uint32_t)len;
+  /* A request line that ends right after the target is HTTP/0.9 ("GET /\r\n"). llhttp accepts
+   * it and then waits for a header block that a 0.9 client never sends, so it would get a 408 or
+   * an HTTP/1.1 answer it cannot read. The last piece of the target ends at the byte that ended
+   * it, still inside the buffer being parsed (a piece cut by the buffer's end ends at its end). */
+  if (at + len < c->rbuf + c->rlen && (at[len] == '\r' || at[len] == '\n')) {
+    c->error_status = 400;
+    return -1;
+  }
   return 0;
 }
 
@@ -197,6 +207,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
   sq_req_t *r = &c->req;
   if (count_header_bytes(c, len))
     return -1;
+  c->field_len += len;
   /* Trailers of a chunked body arrive through the same callbacks. They count against the
    * limit but are not headers (RFC 9112 7.1.2: never merged into them), so they are dropped. */
   if (p->flags & F_TRAILING)
@@ -215,6 +226,19 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
   }
   sq_buf_append(&r->head, at, len);
   r->headers[r->nheaders - 1].name_len += (uint32_t)len;
+  return 0;
+}
+
+/* llhttp takes ": x" as a header with an empty name; a field name is a token of at least one
+ * character (RFC 9110 5.1), and a handler would see a header named "". */
+static int on_header_field_complete(llhttp_t *p)
+{
+  sq_conn_t *c = p->data;
+  if (c->field_len == 0) {
+    c->error_status = 400;
+    return -1;
+  }
+  c->field_len = 0;
   return 0;
 }
 
@@ -246,6 +270,33 @@ static const sq_header_t *find_header(const sq_req_t *r, const char *name, size_
   return NULL;
 }
 
+/* Splits an absolute-form target into authority and path (sq_req_t.host_off, path_off). Other
+ * forms keep both at 0: "*" (OPTIONS) and origin-form route as they are. Returns -1 for an http
+ * URI the recipient must reject: an empty host, or userinfo (RFC 9110 4.2.1, 4.2.4). */
+static int split_target(sq_req_t *r)
+{
+  const char *u = r->head.data;
+  size_t n = r->url_len, start;
+  r->host_off = r->path_off = 0;
+  if (n >= 7 && sq_http_casecmp(u, "http://", 7) == 0)
+    start = 7;
+  else if (n >= 8 && sq_http_casecmp(u, "https://", 8) == 0)
+    start = 8;
+  else
+    return 0;
+  size_t end = start;
+  while (end < n && u[end] != '/' && u[end] != '?' && u[end] != '#') {
+    if (u[end] == '@')
+      return -1;
+    end++;
+  }
+  if (end == start)
+    return -1;
+  r->host_off = (uint32_t)start;
+  r->path_off = (uint32_t)end;
+  return 0;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
   sq_conn_t *c = p->data;
@@ -256,6 +307,40 @@ static int on_headers_complete(llhttp_t *p)
     while (h->value_len > 0 && (c->req.head.data[h->value_off + h->value_len - 1] == ' ' ||
                                 c->req.head.data[h->value_off + h->value_len - 1] == '\t'))
       h->value_len--;
+  }
+  /* llhttp reports an empty target ("CONNECT \r\n\r\n") as a URL of length 0; no form of
+   * request-target is empty (RFC 9112 3.2), and the bridge needs a path to route. */
+  if (c->req.url_len == 0) {
+    c->error_status = 400;
+    return -1;
+  }
+  if (split_target(&c->req) < 0) {
+    c->error_status = 400;
+    return -1;
+  }
+  /* on_url refuses HTTP/0.9 as soon as its line ends; this covers any other major version. */
+  if (p->http_major != 1) {
+    c->error_status = p->http_major == 0 ? 400 : 505;
+    return -1;
+  }
+  /* RFC 9112 3.2: an HTTP/1.1 request without Host, and any request with more than one, is a
+   * 400. HTTP/1.0 predates Host and may leave it out. */
+  int hosts = 0;
+  for (int i = 0; i < c->req.nheaders; i++) {
+    const sq_header_t *h = &c->req.headers[i];
+    hosts += h->name_len == 4 && sq_http_casecmp(c->req.head.data + h->name_off, "host", 4) == 0;
+  }
+  if (hosts > 1 || (hosts == 0 && p->http_minor >= 1)) {
+    c->error_status = 400;
+    return -1;
+  }
+  /* The host switches to no other protocol and tunnels nothing: CONNECT, and a request that
+   * asks to upgrade (Upgrade listed in Connection, llhttp's `upgrade`), get 501 and a close
+   * rather than a handler's answer to a request that means something else. The bytes after
+   * their head belong to the other protocol and are never parsed as HTTP. */
+  if (p->method == HTTP_CONNECT || p->upgrade) {
+    c->error_status = 501;
+    return -1;
   }
   int has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)cfg->limits.max_body_bytes) {
@@ -300,8 +385,7 @@ static int on_message_complete(llhttp_t *p)
   timer_set(c, T_NONE, 0);
   r->method = llhttp_method_name((llhttp_method_t)p->method);
   r->http_minor = p->http_minor;
-  /* No protocol upgrades: answer the request and close instead of switching. */
-  r->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
+  r->keep_alive = llhttp_should_keep_alive(p);  /* upgrades never get here (on_headers_complete) */
   r->is_head = p->method == HTTP_HEAD;
   return HPE_PAUSED;
 }
@@ -714,11 +798,44 @@ static const llhttp_settings_t parser_settings = {
   .on_message_begin = on_message_begin,
   .on_url = on_url,
   .on_header_field = on_header_field,
+  .on_header_field_complete = on_header_field_complete,
   .on_header_value = on_header_value,
   .on_headers_complete = on_headers_complete,
   .on_body = on_body,
   .on_message_complete = on_message_complete,
 };
+
+static void on_refused_timer(uv_timer_t *t);
+
+/* A refused connection is worth a line in the log (an operator has to learn that the limit is
+ * hit), but a flood of them must not become a flood of lines: the whole server writes at most
+ * one a second, counting what was refused since the one before. Whichever worker refuses first
+ * after a quiet second writes it; a worker that refused meanwhile arms its timer, so the count
+ * is reported even if no further refusal comes. */
+static void report_refused(sq_worker_t *w)
+{
+  sq_server_t *s = w->server;
+  if (atomic_load(&s->refused) == 0 || uv_is_closing((uv_handle_t *)&w->refused_timer))
+    return;
+  unsigned long long now = uv_hrtime() / 1000000, last = atomic_load(&s->refused_log_ms);
+  if (last != 0 && now - last < 1000) {
+    if (!uv_is_active((uv_handle_t *)&w->refused_timer))
+      uv_timer_start(&w->refused_timer, on_refused_timer, last + 1000 - now, 0);
+    return;
+  }
+  if (!atomic_compare_exchange_strong(&s->refused_log_ms, &last, now)) {
+    /* Another worker is writing the line now; whatever it misses is ours in a second. */
+    if (!uv_is_active((uv_handle_t *)&w->refused_timer))
+      uv_timer_start(&w->refused_timer, on_refused_timer, 1000, 0);
+    return;
+  }
+  long n = atomic_exchange(&s->refused, 0);
+  if (n > 0)
+    sq_log(SQ_LOG_WARN, "refused %ld connection%s: limits.max_connections (%ld) reached", n, n == 1 ? "" : "s",
+           w->cfg->limits.max_connections);
+}
+
+static void on_refused_timer(uv_timer_t *t) { report_refused(t->data); }
 
 void sq_conn_accept(uv_stream_t *listener, int status)
 {
@@ -754,6 +871,8 @@ void sq_conn_accept(uv_stream_t *listener, int status)
   if (atomic_fetch_add(&w->server->nconns, 1) >= w->cfg->limits.max_connections) {
     /* Over the limit: closing at once costs the least and tells the client to back off. */
     conn_close(c);
+    atomic_fetch_add(&w->server->refused, 1);
+    report_refused(w);
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);

@@ -24,6 +24,10 @@ typedef struct {
   int is_head;
   sq_buf_t head;                 /* the URL at offset 0, then header names and values */
   uint32_t url_len;
+  /* Absolute-form ("http://host:80/p?q", RFC 9112 3.2.2): the authority is head[host_off,
+   * path_off) and the path and query start at path_off (which may be url_len: an empty path
+   * means "/"). Origin-form: both 0. */
+  uint32_t host_off, path_off;
   sq_header_t *headers;
   int nheaders, headers_cap;
   sq_buf_t body;

@@ -41,6 +41,7 @@ struct sq_reqctx_s {
   int alive;
   int refs;              /* tasks bound to it */
   sq_task_t *tasks;
+  sq_reqctx_t *prev, *next;  /* the generation's live contexts (refs > 0) */
   sq_reqctx_t *next_free;
 };
 
@@ -69,6 +70,7 @@ struct sq_bridge_s {
   int tasks_ref;         /* registry table: coroutine -> lightuserdata task */
   sq_task_t *free_tasks;
   sq_reqctx_t *free_ctx;
+  sq_reqctx_t *ctxs;     /* every live context, so that closing can end every task */
   sq_reqctx_t *top;      /* the loader's context, which tasks spawned at a top level share;
                             held (one ref) until the generation is retired */
   sq_task_t *ready_head, *ready_tail;
@@ -151,12 +153,23 @@ static sq_reqctx_t *ctx_new(sq_bridge_t *b, sq_conn_t *c)
   x->refs = 0;
   x->tasks = NULL;
   x->next_free = NULL;
+  x->prev = NULL;
+  x->next = b->ctxs;
+  if (b->ctxs)
+    b->ctxs->prev = x;
+  b->ctxs = x;
   return x;
 }
 
 static void ctx_unref(sq_bridge_t *b, sq_reqctx_t *x)
 {
   if (--x->refs == 0) {
+    if (x->prev)
+      x->prev->next = x->next;
+    else
+      b->ctxs = x->next;
+    if (x->next)
+      x->next->prev = x->prev;
     x->next_free = b->free_ctx;
     b->free_ctx = x;
   }
@@ -583,6 +596,17 @@ int sq_bridge_idle(const sq_bridge_t *b) { return b->ntasks == 0 && b->db_waitin
 
 void sq_bridge_close_handles(sq_bridge_t *b)
 {
+  /* The loop is ending, so no timer, wake-up or reply will come for any task of this generation.
+   * Abandoning only the sleepers left their waiters (woken into the ready queue, or still
+   * suspended in task:wait()) and their contexts to leak. Killing every live context abandons
+   * its waiting tasks; the ready ones are abandoned as the queue is drained, since their context
+   * is dead. Killing a context frees no other one, so the next pointer stays valid. */
+  for (sq_reqctx_t *x = b->ctxs, *next; x; x = next) {
+    next = x->next;
+    if (x->alive)
+      ctx_kill(x);
+  }
+  run_woken(b);
   while (b->sleepers)
     task_abandon(b->sleepers);
   sq_lua_db_close(b->L);
@@ -610,6 +634,22 @@ void sq__task_check_yieldable(lua_State *L, const char *fn)
                   "table.sort comparator or a string.gsub callback)", fn);
 }
 
+/* 1e12 s in ms (1e15) is far inside uint64_t, and loop time plus it cannot overflow libuv's
+ * timer arithmetic either. */
+#define SQ_MAX_WAIT_SECS 1e12
+
+uint64_t sq__check_timeout_ms(lua_State *L, int arg, const char *what)
+{
+  double secs = luaL_checknumber(L, arg);
+  if (!(secs >= 0)) {  /* written so that NaN fails it too */
+    lua_pushfstring(L, "%s must be a non-negative number", what);
+    luaL_argerror(L, arg, lua_tostring(L, -1));
+  }
+  if (secs > SQ_MAX_WAIT_SECS)
+    secs = SQ_MAX_WAIT_SECS;
+  return (uint64_t)(secs * 1000.0 + 0.5);
+}
+
 static void on_sleep_done(uv_timer_t *timer)
 {
   sq_task_t *t = timer->data;
@@ -622,15 +662,13 @@ static void on_sleep_done(uv_timer_t *timer)
 
 static int l_sleep(lua_State *L)
 {
-  double secs = luaL_checknumber(L, 1);
+  uint64_t ms = sq__check_timeout_ms(L, 1, "seconds");
   sq_task_t *t = check_task(L, "squall.sleep");
-  if (!(secs >= 0))
-    return luaL_argerror(L, 1, "seconds must be a non-negative number");
   sq_bridge_t *b = t->b;
   t->timer = sq_malloc(sizeof *t->timer);
   uv_timer_init(&b->w->loop, t->timer);
   t->timer->data = t;
-  uv_timer_start(t->timer, on_sleep_done, (uint64_t)(secs * 1000.0 + 0.5), 0);
+  uv_timer_start(t->timer, on_sleep_done, ms, 0);
   t->sleep_prev = NULL;
   t->sleep_next = b->sleepers;
   if (b->sleepers)
@@ -844,8 +882,15 @@ void sq_bridge_free(sq_bridge_t *b)
     next = x->next_free;
     free(x);
   }
-  if (b->top && b->top->refs == 1)
-    free(b->top);
+  /* Live contexts: the loader's (held until retirement), and any whose tasks never came back. */
+  for (sq_reqctx_t *x = b->ctxs, *next; x; x = next) {
+    next = x->next;
+    for (sq_task_t *t = x->tasks, *tnext; t; t = tnext) {
+      tnext = t->ctx_next;
+      free(t);
+    }
+    free(x);
+  }
   free(b);
 }
 
@@ -911,19 +956,32 @@ void sq_bridge_dispatch(sq_bridge_t *b, sq_conn_t *c)
   sq_task_t *t = task_new(b, ctx_new(b, c), TASK_REQUEST);
   r->task = t;
   lua_State *co = t->co;
-  const char *url = r->head.data;
-  const char *q = memchr(url, '?', r->url_len);
-  size_t path_len = q ? (size_t)(q - url) : r->url_len;
+  assert(r->url_len > 0);  /* the connection refuses an empty target with 400 */
+  /* An absolute-form target routes by its path; the authority before it is the host. */
+  const char *url = r->head.data + r->path_off;
+  size_t url_len = r->url_len - r->path_off;
+  const char *q = memchr(url, '?', url_len);
+  size_t path_len = q ? (size_t)(q - url) : url_len;
   int port;
   const char *peer = sq_conn_peer(c, &port);
   lua_rawgeti(co, LUA_REGISTRYINDEX, b->run_ref);
   lua_pushstring(co, r->method);
-  lua_pushlstring(co, url, path_len);
+  if (path_len > 0)
+    lua_pushlstring(co, url, path_len);
+  else
+    lua_pushliteral(co, "/");  /* "http://host?q": an empty path is "/" (RFC 9112 3.2.1) */
   if (q)
-    lua_pushlstring(co, q + 1, r->url_len - path_len - 1);
+    lua_pushlstring(co, q + 1, url_len - path_len - 1);
   else
     lua_pushliteral(co, "");
   push_headers(b, co, r);
+  if (r->path_off > 0) {
+    /* RFC 9112 3.2.2: with an absolute-form target the server must ignore the Host field and
+     * use the target's authority instead. */
+    lua_pushliteral(co, "host");
+    lua_pushlstring(co, r->head.data + r->host_off, r->path_off - r->host_off);
+    lua_rawset(co, -3);
+  }
   lua_pushlstring(co, r->body.data ? r->body.data : "", r->body.len);
   lua_pushstring(co, r->http_minor == 0 ? "1.0" : "1.1");
   lua_pushstring(co, peer);

@@ -10,6 +10,7 @@
 
 #include <lua.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 
@@ -76,6 +77,11 @@ void sq__task_wait(sq_task_t *t, int what);
 lua_State *sq__task_arrived(sq_task_t *t);
 /* Resumes the task with `nargs` values already pushed, then runs whatever became ready. */
 void sq__task_resume(sq_task_t *t, int nargs);
+/* The seconds at Lua stack index `arg` as a libuv timeout in milliseconds. NaN or a negative
+ * raises "<what> must be a non-negative number" against that argument; anything longer than
+ * about 31,000 years (math.huge included) is clamped to that, which is "never" in practice.
+ * Casting such doubles to an integer unchecked is undefined behaviour. */
+uint64_t sq__check_timeout_ms(lua_State *L, int arg, const char *what);
 
 /* Things a task must release if it is abandoned (an open transaction). */
 typedef struct sq_task_res_s {

@@ -220,7 +220,7 @@ static int l_http_request(lua_State *L)
   size_t len;
   const char *bytes = luaL_checklstring(L, 2, &len);
   int is_head = lua_toboolean(L, 3);
-  double timeout = luaL_optnumber(L, 4, 30);
+  uint64_t timeout_ms = lua_isnoneornil(L, 4) ? 30000 : sq__check_timeout_ms(L, 4, "timeout");
   sq_task_t *t = sq__task_current(L);
   if (!t)
     return luaL_error(L, "the test client can only be used from a spec run by `squall test` or a task");
@@ -249,7 +249,7 @@ static int l_http_request(lua_State *L)
     lua_pushstring(L, uv_strerror(rc));
     return 2;
   }
-  uv_timer_start(&c->timer, on_timeout, (uint64_t)(timeout * 1000), 0);
+  uv_timer_start(&c->timer, on_timeout, timeout_ms, 0);
   sq__task_wait(t, SQ_WAIT_IO);
   return lua_yield(L, 0);
 }

@@ -16,14 +16,25 @@
 #include "reload.h"
 #include "worker.h"
 
+/* How long the workers may take to load the app before start-up gives up. A top level that
+ * waits (a query, squall.sleep, task:wait) would otherwise hold start-up with no bound: a query
+ * has its own timeouts, a sleep or a wait on a task that never ends has none. Generous, because
+ * a top level may legitimately warm caches from the database. */
+#define SQ_STARTUP_TIMEOUT_MS 60000
+
+enum { STARTING, RUNNING, START_SIGNALLED, START_TIMED_OUT };
+
 typedef struct {
   sq_server_t server;
   uv_loop_t *loop;
   uv_signal_t sigterm, sigint;
-  uv_timer_t deadline;
+  uv_timer_t deadline;           /* the start-up deadline, then shutdown_timeout's */
   uv_async_t exited;
+  uv_async_t started;
   int nexited;
   int stopping;
+  int phase;                     /* STARTING until every worker has reported, then RUNNING */
+  int nstarted;                  /* worker threads started: the only ones commands may go to */
   sq_reload_t *reload;
 } sq_main_t;
 
@@ -40,7 +51,7 @@ static void usage(FILE *f)
 
 static void force_stop(sq_main_t *m)
 {
-  for (int i = 0; i < m->server.nworkers; i++)
+  for (int i = 0; i < m->nstarted; i++)
     sq_worker_command(&m->server.workers[i], SQ_WORKER_FORCE);
 }
 
@@ -59,11 +70,48 @@ static void on_signal(uv_signal_t *s, int signum)
     return;
   }
   m->stopping = 1;
-  sq_log(SQ_LOG_INFO, "%s: draining in-flight requests (at most %gs)", signum == SIGINT ? "SIGINT" : "SIGTERM",
-         m->server.cfg->shutdown_timeout);
-  for (int i = 0; i < m->server.nworkers; i++)
+  const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+  if (m->phase == STARTING) {
+    /* The same drain: a worker that already serves finishes what it has begun, and one still
+     * loading the app (its top level may wait with no bound) gives the load up at once. */
+    m->phase = START_SIGNALLED;
+    sq_log(SQ_LOG_INFO, "%s during start-up: stopping before the app has finished loading", name);
+  } else {
+    sq_log(SQ_LOG_INFO, "%s: draining in-flight requests (at most %gs)", name, m->server.cfg->shutdown_timeout);
+  }
+  for (int i = 0; i < m->nstarted; i++)
     sq_worker_command(&m->server.workers[i], SQ_WORKER_DRAIN);
   uv_timer_start(&m->deadline, on_deadline, (uint64_t)(m->server.cfg->shutdown_timeout * 1000), 0);
+}
+
+static void on_startup_deadline(uv_timer_t *t)
+{
+  sq_main_t *m = t->data;
+  if (m->phase != STARTING)
+    return;
+  m->phase = START_TIMED_OUT;
+  m->stopping = 1;  /* a signal from now on only hurries the stop along */
+  sq_log(SQ_LOG_ERROR, "start-up timed out: the app did not finish loading within %ds (its top level is "
+         "still waiting: a query, squall.sleep or task:wait)", SQ_STARTUP_TIMEOUT_MS / 1000);
+  force_stop(m);
+}
+
+static void on_started(uv_async_t *a) { (void)a; /* only wakes uv_run: serve counts start_done */ }
+
+static int count_started(sq_server_t *s, int n)
+{
+  int done = 0;
+  for (int i = 0; i < n; i++)
+    done += atomic_load(&s->workers[i].start_done);
+  return done;
+}
+
+static int count_exited(sq_server_t *s, int n)
+{
+  int done = 0;
+  for (int i = 0; i < n; i++)
+    done += atomic_load(&s->workers[i].command) == -1;
+  return done;
 }
 
 static void on_exited(uv_async_t *a)
@@ -81,6 +129,7 @@ static void on_exited(uv_async_t *a)
   uv_close((uv_handle_t *)&m->sigint, NULL);
   uv_close((uv_handle_t *)&m->deadline, NULL);
   uv_close((uv_handle_t *)&m->exited, NULL);
+  uv_close((uv_handle_t *)&m->started, NULL);
 }
 
 /* Serves until SIGTERM/SIGINT. With check_only, one worker loads the app (queries at its top
@@ -97,17 +146,20 @@ static int serve(sq_config_t *cfg, int check_only, char **test_args, int ntest_a
   uv_mutex_init(&s->status_lock);
   s->workers = sq_calloc((size_t)s->nworkers, sizeof *s->workers);
   atomic_init(&s->nconns, 0);
+  atomic_init(&s->refused, 0);
+  atomic_init(&s->refused_log_ms, 0);
   m.loop = uv_default_loop();
   uv_async_init(m.loop, &m.exited, on_exited);
   m.exited.data = &m;
   s->exited = &m.exited;
-  uv_sem_init(&s->started, 0);
+  uv_async_init(m.loop, &m.started, on_started);
+  s->started = &m.started;
   /* Before the port opens: a SIGTERM that arrives as soon as clients can connect must already
    * mean "drain", and libuv holds it until the loop runs. */
   uv_signal_init(m.loop, &m.sigterm);
   uv_signal_init(m.loop, &m.sigint);
   uv_timer_init(m.loop, &m.deadline);
-  m.sigterm.data = m.sigint.data = m.deadline.data = &m;
+  m.sigterm.data = m.sigint.data = m.deadline.data = m.started.data = &m;
   uv_signal_start(&m.sigterm, on_signal, SIGTERM);
   uv_signal_start(&m.sigint, on_signal, SIGINT);
   for (int i = 0; i < s->nworkers; i++) {
@@ -137,9 +189,33 @@ static int serve(sq_config_t *cfg, int check_only, char **test_args, int ntest_a
       break;
     }
     started++;
+    m.nstarted = started;
   }
-  for (int i = 0; i < started; i++)
-    uv_sem_wait(&s->started);
+  /* The main loop runs while the workers load the app, so that a signal is serviced now rather
+   * than once start-up is over, and start-up has a deadline. */
+  m.phase = STARTING;
+  uv_timer_start(&m.deadline, on_startup_deadline, SQ_STARTUP_TIMEOUT_MS, 0);
+  while (m.phase == STARTING && count_started(s, started) < started)
+    uv_run(m.loop, UV_RUN_ONCE);
+  if (m.phase != STARTING) {
+    /* The workers have their command (on_signal: drain, with the deadline timer now counting
+     * shutdown_timeout; on_startup_deadline: force). A worker still loading gives its load up;
+     * one whose top level waits on a query ends when the query comes back (query_timeout). */
+    while (count_exited(s, started) < started)
+      uv_run(m.loop, UV_RUN_ONCE);
+    for (int i = 0; i < started; i++)
+      uv_thread_join(&s->workers[i].thread);
+    sq_db_pool_stop(s->db);
+    /* A signal asked for the stop, as it may at any time: serving exits 0 as after a drain. A
+     * check or a test run did not do its job, and a deadline is a failure. */
+    if (m.phase == START_SIGNALLED && !check_only && !test_args) {
+      sq_log(SQ_LOG_INFO, "stopped");
+      return 0;
+    }
+    return 1;
+  }
+  uv_timer_stop(&m.deadline);
+  m.phase = RUNNING;
   for (int i = 0; i < started; i++) {
     if (s->workers[i].start_rc < 0) {
       if (!failed && check_only)
@@ -181,7 +257,6 @@ static int serve(sq_config_t *cfg, int check_only, char **test_args, int ntest_a
   sq_db_pool_stop(s->db);
   uv_loop_close(m.loop);
   int rc = test_args ? s->workers[0].test_rc : 0;
-  uv_sem_destroy(&s->started);
   uv_mutex_destroy(&s->status_lock);
   free(s->workers);
   if (!test_args)

@@ -64,6 +64,11 @@ static inline void sq_buf_reserve(sq_buf_t *b, size_t extra)
 
 static inline void sq_buf_append(sq_buf_t *b, const void *p, size_t n)
 {
+  /* Zero bytes is a legal append (llhttp reports an empty request target as a span of length
+   * 0), but memcpy with a NULL pointer is undefined even for 0 bytes, and an unused buffer's
+   * `data` is NULL. */
+  if (n == 0)
+    return;
   sq_buf_reserve(b, n);
   memcpy(b->data + b->len, p, n);
   b->len += n;

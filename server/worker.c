@@ -118,6 +118,7 @@ static void maybe_finish(sq_worker_t *w)
   for (int i = 0; i < w->nretired; i++)
     sq_bridge_close_handles(w->retired[i]);
   uv_close((uv_handle_t *)&w->reaper, NULL);
+  uv_close((uv_handle_t *)&w->refused_timer, NULL);
   uv_close((uv_handle_t *)&w->control, NULL);
 }
 
@@ -239,6 +240,14 @@ static void begin_drain(sq_worker_t *w)
     sq_bridge_retire(w->bridge);
   if (w->pending)
     sq_bridge_retire(w->pending);
+  /* A stop during start-up ends the first load too: its top level may wait with no deadline of
+   * its own (squall.sleep, task:wait), and nothing would ever be served from it. Its loader is
+   * abandoned, so on_first_load never runs; main does not wait for the report once it stopped. */
+  if (w->loading && !w->bridge) {
+    sq_bridge_t *b = w->loading;
+    w->loading = NULL;
+    retire(w, b);
+  }
 }
 
 static void on_control(uv_async_t *a)
@@ -315,6 +324,8 @@ static void on_first_load(sq_bridge_t *b, const char *err, void *arg)
 {
   sq_worker_t *w = arg;
   int rc = 0;
+  w->loading = NULL;
+  w->load_done = 1;
   if (err) {
     snprintf(w->start_err, sizeof w->start_err, "%s", err);
     retire(w, b);
@@ -338,7 +349,8 @@ static void on_first_load(sq_bridge_t *b, const char *err, void *arg)
   /* A worker that cannot serve stops at once; one that can only waits for main's word. */
   if (rc < 0 || w->check_only)
     begin_stop(w);
-  uv_sem_post(&w->server->started);
+  atomic_store(&w->start_done, 1);
+  uv_async_send(w->server->started);
   if (rc == 0 && w->test_args)
     sq_bridge_run_tests(w->bridge, w->test_args, w->ntest_args, on_tests_done, w);
 }
@@ -351,7 +363,13 @@ static void worker_main(void *arg)
   pthread_setname_np(pthread_self(), name);  /* for top -H, perf and gdb */
   uv_check_init(&w->loop, &w->reaper);
   w->reaper.data = w;
-  sq_bridge_load(w->cfg, w, on_first_load, w);
+  uv_timer_init(&w->loop, &w->refused_timer);
+  w->refused_timer.data = w;
+  {
+    sq_bridge_t *b = sq_bridge_load(w->cfg, w, on_first_load, w);
+    if (!w->load_done)  /* its top level yielded: a stop may have to end it (begin_drain) */
+      w->loading = b;
+  }
   uv_run(&w->loop, UV_RUN_DEFAULT);
   mark_finished(w);
   sq_bridge_free(w->bridge);
@@ -379,6 +397,7 @@ int sq_worker_start(sq_worker_t *w)
   uv_mutex_init(&w->lock);
   w->alive = 1;
   atomic_init(&w->reload_cmd, SQ_RELOAD_NONE);
+  atomic_init(&w->start_done, 0);
   atomic_init(&w->gen_state, SQ_GEN_IDLE);
   return uv_thread_create(&w->thread, worker_main, w);
 }

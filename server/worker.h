@@ -36,12 +36,13 @@ typedef struct sq_worker_s {
   int ntest_args;
   int test_rc;
   sq_bridge_t *bridge;        /* the current generation: new requests go here */
-  sq_bridge_t *loading;       /* a generation still loading for a reload (its top level yielded) */
+  sq_bridge_t *loading;       /* a generation still loading (its top level yielded): the first, or a reload's */
   int load_done;              /* the reload's load has called back (this thread only) */
   sq_bridge_t *pending;       /* a generation loaded for a reload, awaiting COMMIT */
   sq_bridge_t **retired;      /* generations still finishing requests */
   int nretired, retired_cap;
   uv_check_t reaper;          /* frees retired generations once idle */
+  uv_timer_t refused_timer;   /* reports connections refused at max_connections (http_conn.c) */
   atomic_int reload_cmd;      /* main → worker: SQ_RELOAD_* bits not yet handled */
   atomic_int gen_state;       /* worker → main: SQ_GEN_* for the last PREPARE */
   char gen_err[2048];         /* valid when gen_state is SQ_GEN_FAILED */
@@ -49,7 +50,8 @@ typedef struct sq_worker_s {
   int nconns;
   time_t date_sec;
   char date_line[40];         /* "Date: <IMF-fixdate>\r\n", refreshed once per second */
-  int start_rc;               /* set by the thread before it signals `started` */
+  int start_rc;               /* set by the thread before it sets start_done */
+  atomic_int start_done;      /* worker → main: 1 once start_rc is set (then `started` is sent) */
   char start_err[1024];
 } sq_worker_t;
 
@@ -58,9 +60,11 @@ struct sq_server_s {
   sq_worker_t *workers;
   int nworkers;
   atomic_long nconns;         /* across workers, for limits.max_connections */
+  atomic_long refused;        /* connections refused at that limit and not yet logged */
+  atomic_ullong refused_log_ms; /* uv_hrtime() in ms of the last such log line; 0: none yet */
   sq_db_pool_t *db;           /* NULL without a `db` table in the config */
   int port;                   /* the port bound, port 0 in the config resolved */
-  uv_sem_t started;           /* each worker posts once, after start-up succeeded or failed */
+  uv_async_t *started;        /* on the main loop; each worker sends it once it serves or failed */
   uv_async_t *exited;         /* on the main loop; each worker sends it as its thread ends */
   uv_async_t *reload_reply;   /* on the main loop; a worker finished loading a generation */
   /* squall.reload_status(): written by the main thread, read by workers */
@@ -75,7 +79,8 @@ struct sq_server_s {
  * that address errors surface before any thread starts. Returns 0 or -1 with `err` filled. */
 int sq_worker_listen_all(sq_server_t *s, char *err, size_t errlen);
 
-/* Main thread. Starts the worker's thread; it posts s->started once it serves or has failed. */
+/* Main thread. Starts the worker's thread; it sets start_done and sends s->started once it
+ * serves or has failed. A stop command during start-up ends the load instead (no report). */
 int sq_worker_start(sq_worker_t *w);
 
 /* Any thread. Asks the worker to drain (SQ_WORKER_DRAIN) or to close everything now. */

@@ -92,6 +92,16 @@ static void casecmp_ignores_ascii_case_only(void)
   CHECK(sq_http_casecmp("\xc4", "\xe4", 1) != 0);
 }
 
+static void appending_nothing_to_an_unused_buffer_is_a_no_op(void)
+{
+  sq_buf_t b = {0};
+  sq_buf_append(&b, NULL, 0);  /* llhttp's empty URL span; UBSan aborts on memcpy(NULL, p, 0) */
+  CHECK(b.data == NULL && b.len == 0 && b.cap == 0);
+  sq_buf_append(&b, "x", 0);
+  CHECK(b.len == 0);
+  sq_buf_free(&b);
+}
+
 int main(void)
 {
   RUN(date_is_imf_fixdate_in_gmt);
@@ -102,5 +112,6 @@ int main(void)
   RUN(simple_response_to_head_has_no_body);
   RUN(content_length_is_written_in_decimal);
   RUN(casecmp_ignores_ascii_case_only);
+  RUN(appending_nothing_to_an_unused_buffer_is_a_no_op);
   return TEST_SUMMARY();
 }

@@ -84,5 +84,40 @@ class StoppedTaskTest(harness.ServerTestCase):
         self.assertServesFresh()
 
 
+
+class SecondsOutOfRangeTest(harness.ServerTestCase):
+    """Seconds that a cast to an integer gets wrong (undefined behaviour, which the UBSan build
+    aborts on): clamped when huge, refused when NaN or negative."""
+    config = {"workers": 1}    # the test client's request is served by the loop that waits on it
+
+    def test_sleep_for_ever_is_clamped_and_the_server_carries_on(self):
+        for case in ("huge", "big"):
+            with self.subTest(case=case):
+                self.assertResponse(self.request("GET", "/odd-sleep/" + case), 200, "sleeping")
+        self.assertServesFresh()
+
+    def test_sleep_with_nan_or_a_negative_raises_a_clear_error(self):
+        for case in ("nan", "negative", "neg_huge"):
+            with self.subTest(case=case):
+                r = self.request("GET", "/odd-sleep/" + case)
+                self.assertEqual(r.status, 200, r)
+                self.assertIn("seconds must be a non-negative number", r.text)
+
+    def test_test_client_with_a_huge_timeout_is_clamped(self):
+        for case in ("huge", "big"):
+            with self.subTest(case=case):
+                self.assertResponse(self.request("GET", "/odd-client-timeout/" + case), 200,
+                                    "200 Hello, inner")
+        self.assertServesFresh()
+
+    def test_test_client_with_a_nan_or_negative_timeout_raises_a_clear_error(self):
+        for case in ("nan", "negative", "neg_huge"):
+            with self.subTest(case=case):
+                r = self.request("GET", "/odd-client-timeout/" + case)
+                self.assertEqual(r.status, 200, r)
+                self.assertIn("error: ", r.text)
+                self.assertIn("timeout must be a non-negative number", r.text)
+
+
 if __name__ == "__main__":
     harness.main()

@@ -1,6 +1,7 @@
 """Limits and timeouts: max_header_bytes, max_body_bytes, max_connections, header/body/keep-alive
 timeouts (slowloris), and the send timeout (clients that stop reading)."""
 
+import re
 import socket
 import time
 
@@ -455,6 +456,41 @@ class MaxConnectionsTest(harness.ServerTestCase):
                 c.close()
         time.sleep(0.3)
         self.assertServesFresh()
+
+
+class MaxConnectionsLogTest(harness.ServerTestCase):
+    config = {"limits": {"max_connections": 2, "keepalive_timeout": 30}, "workers": 2}
+
+    REFUSED_RE = re.compile(r"\[warn\] refused (\d+) connections?: limits.max_connections \(2\) reached")
+
+    def refused_counts(self):
+        return [int(n) for n in self.REFUSED_RE.findall(self.server.log())]
+
+    def test_refused_connections_are_logged_at_most_once_a_second_with_a_count(self):
+        held = []
+        try:
+            for i in range(2):
+                c = self.connect()
+                c.send(build_request("GET", "/hello/c%d" % i))
+                self.assertResponse(c.read_response(), 200, "Hello, c%d" % i)
+                held.append(c)
+            start = time.monotonic()
+            refused = 0
+            while refused < 40 and time.monotonic() - start < 0.5:   # a burst inside a second
+                with self.connect() as c:
+                    self.assertIsNotNone(c.wait_closed(2.0), "connection over the limit was kept")
+                refused += 1
+            burst = time.monotonic() - start
+            # The first refusal is reported at once, the rest of the burst a second later.
+            self.assertLog(lambda text: sum(int(n) for n in self.REFUSED_RE.findall(text)) == refused,
+                           "the log does not account for the %d refused connections" % refused)
+            counts = self.refused_counts()
+            self.assertEqual(counts[0], 1, counts)
+            self.assertLessEqual(len(counts), 2 + int(burst), counts)
+            self.assertGreater(refused, len(counts), "the burst was too small to show rate limiting")
+        finally:
+            for c in held:
+                c.close()
 
 
 if __name__ == "__main__":

@@ -33,6 +33,44 @@ class MalformedTest(harness.ServerTestCase):
     def test_request_line_without_version_is_400(self):
         self.assertBadRequest(b"GET /hello/x FOO\r\nHost: t\r\n\r\n")
 
+    def test_http09_request_line_without_version_is_400_at_once(self):
+        # HTTP/0.9 has no version and no headers: the answer must come without the client
+        # sending anything more (no wait for the header timeout), and it is not a 1.1 response.
+        for line in (b"GET /\r\n", b"GET /hello/x\r\n", b"GET /\n"):
+            with self.subTest(line=line):
+                self.assertBadRequest(line)
+
+    def test_http09_request_line_split_across_reads_is_400(self):
+        with self.connect() as c:
+            c.send_split(b"GET /hello/x\r\n", sizes=(3, 1, 4, 1))
+            r = c.read_response()
+            self.assertEqual(r.status, 400, r)
+            self.assertClosedByServer(c)
+
+    def test_http09_after_a_good_request_is_400(self):
+        self.assertBadRequest(build_request("GET", "/hello/good") + b"GET /\r\n",
+                              answered_first=["Hello, good"])
+
+    def test_http11_request_without_host_is_400(self):
+        self.assertBadRequest(build_request("GET", "/hello/x", host=False))
+
+    def test_http11_request_without_host_with_a_body_is_400_at_once(self):
+        # Answered at the end of the head: not after waiting body_timeout for a body (408).
+        with self.connect(timeout=2) as c:
+            c.send(b"POST /echo-body HTTP/1.1\r\nContent-Length: 5\r\n\r\n")
+            r = c.read_response()
+            self.assertEqual(r.status, 400, r)
+            self.assertClosedByServer(c)
+
+    def test_two_host_headers_are_400(self):
+        for version in ("1.1", "1.0"):
+            with self.subTest(version=version):
+                self.assertBadRequest(build_request(
+                    "GET", "/hello/x", [("Host", "a"), ("host", "b")], version=version))
+
+    def test_two_identical_host_headers_are_400(self):
+        self.assertBadRequest(build_request("GET", "/hello/x", [("Host", "a"), ("Host", "a")]))
+
     def test_content_length_with_transfer_encoding_chunked_is_400(self):
         # The classic CL.TE smuggling shape: whatever the framing, "GET /smuggled" must never
         # be answered as a request of its own.
@@ -75,12 +113,32 @@ class MalformedTest(harness.ServerTestCase):
     def test_header_line_without_colon_is_400(self):
         self.assertBadRequest(b"GET /hello/x HTTP/1.1\r\nHost: t\r\nNoColonHere\r\n\r\n")
 
+    def test_empty_header_name_is_400(self):
+        for data in (b"GET /hello/x HTTP/1.1\r\nHost: t\r\n: x\r\n\r\n",
+                     b"GET /hello/x HTTP/1.1\r\n: x\r\nHost: t\r\n\r\n",
+                     b"GET /hello/x HTTP/1.1\r\nHost: t\r\n:\r\n\r\n"):
+            with self.subTest(data=data):
+                self.assertBadRequest(data)
+
+    def test_empty_trailer_name_is_400(self):
+        self.assertBadRequest(b"POST /echo-body HTTP/1.1\r\nHost: t\r\n"
+                              b"Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n: x\r\n\r\n")
+
     def test_space_before_colon_in_header_name_is_400(self):
         self.assertBadRequest(b"GET /hello/x HTTP/1.1\r\nHost : t\r\n\r\n")
 
     def test_space_before_colon_in_content_length_is_400(self):
         self.assertBadRequest(b"POST /echo-body HTTP/1.1\r\nHost: t\r\nContent-Length : 5\r\n\r\n"
                               b"hello")
+
+    def test_connect_with_empty_target_as_first_bytes_is_400(self):
+        # A fuzzer's find: llhttp reports the empty target as a URL span of length 0, which
+        # the sanitizer build turned into memcpy(NULL, p, 0) and an abort.
+        self.assertBadRequest(b"CONNECT \r\n\r\n")
+
+    def test_empty_target_in_a_later_request_is_400(self):
+        self.assertBadRequest(build_request("GET", "/hello/first") + b"GET  HTTP/1.1\r\n\r\n",
+                              answered_first=["Hello, first"])
 
     # -- after good requests on the same connection
 

@@ -72,6 +72,18 @@ class ProtocolTest(harness.ServerTestCase):
             self.assertIsNone(r.header("Transfer-Encoding"))
             self.assertClosedByServer(c)
 
+    def test_http10_without_host_is_served(self):
+        # Host arrived with HTTP/1.1; a 1.0 request may leave it out (RFC 9112 3.2).
+        with self.connect() as c:
+            c.send(b"GET /header/host HTTP/1.0\r\n\r\n")
+            self.assertResponse(c.read_response(), 200, "(nil)")
+            self.assertClosedByServer(c)
+
+    def test_http11_host_header_is_matched_in_any_case(self):
+        with self.connect() as c:
+            c.send(b"GET /header/host HTTP/1.1\r\nhOsT: example\r\n\r\n")
+            self.assertResponse(c.read_response(), 200, "example")
+
     def test_http10_keep_alive_when_asked(self):
         with self.connect() as c:
             c.send(b"GET /hello/one HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
@@ -91,6 +103,52 @@ class ProtocolTest(harness.ServerTestCase):
             c.send(b"POST /echo-body HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello")
             self.assertResponse(c.read_response(), 200, "hello")
             self.assertClosedByServer(c)
+
+    # -- CONNECT and protocol upgrades: refused, never handed to a handler
+
+    def assertNotImplementedAndClosed(self, data, answered_first=()):
+        with self.connect() as c:
+            c.send(data)
+            for body in answered_first:
+                self.assertResponse(c.read_response(), 200, body)
+            r = c.read_response()
+            self.assertEqual(r.status, 501, r)
+            self.assertEqual(r.text.strip(), "Not Implemented")
+            self.assertEqual((r.header("Connection") or "").lower(), "close", r)
+            self.assertStandardHeaders(r)
+            self.assertClosedByServer(c)
+            self.assertEqual(c.buf, b"", "more was sent after the 501")
+        self.assertServesFresh()
+
+    def test_connect_is_501_and_close(self):
+        self.assertNotImplementedAndClosed(
+            b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+
+    def test_connect_after_a_good_request_is_501_and_tunnels_nothing(self):
+        # Bytes after the CONNECT head would be the tunnel's: never parsed as a request.
+        self.assertNotImplementedAndClosed(
+            build_request("GET", "/hello/first") +
+            b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n" +
+            build_request("GET", "/hello/tunnelled"), answered_first=["Hello, first"])
+
+    def test_websocket_upgrade_request_is_501_and_close(self):
+        self.assertNotImplementedAndClosed(build_request(
+            "GET", "/hello/ws", [("Connection", "Upgrade"), ("Upgrade", "websocket"),
+                                 ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                                 ("Sec-WebSocket-Version", "13")]) + b"\x81\x85frame")
+
+    def test_h2c_upgrade_request_with_a_body_is_501_and_close(self):
+        self.assertNotImplementedAndClosed(build_request(
+            "POST", "/echo-body", [("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
+                                   ("HTTP2-Settings", "AAMAAABkAAQCAAAAAAIAAAAA")], body="hello"))
+
+    def test_upgrade_header_not_listed_in_connection_is_ignored(self):
+        # Without "Connection: upgrade" it asks for nothing (RFC 9110 7.8): an ordinary request.
+        with self.connect() as c:
+            c.send(build_request("GET", "/hello/plain", [("Upgrade", "websocket")]) +
+                   build_request("GET", "/hello/again"))
+            self.assertResponse(c.read_response(), 200, "Hello, plain")
+            self.assertResponse(c.read_response(), 200, "Hello, again")
 
     # -- pipelining
 

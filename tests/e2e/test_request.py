@@ -33,6 +33,44 @@ class RequestObjectTest(harness.ServerTestCase):
         self.assertEqual(d["path"], "/req")
         self.assertEqual(d["query_string"], "a=1&b=2")
 
+    def test_absolute_form_target_routes_by_its_path_and_keeps_the_query(self):
+        d, _ = self.raw_describe(build_request("GET", "http://example.com:8080/req/x/y?q=1&r=a+b",
+                                               [("Host", "example.com:8080")]))
+        self.assertEqual(d["path"], "/req/x/y")
+        self.assertEqual(d["params"], {"a": "x", "b": "y"})
+        self.assertEqual(d["query_string"], "q=1&r=a+b")
+        self.assertEqual(d["query"], {"q": "1", "r": "a b"})
+
+    def test_absolute_form_scheme_is_case_insensitive_and_https_works(self):
+        for target in ("HTTP://example.com/req", "https://example.com/req", "hTtPs://h/req"):
+            with self.subTest(target=target):
+                d, _ = self.raw_describe(build_request("GET", target))
+                self.assertEqual(d["path"], "/req")
+                self.assertEqual(d["query_string"], "")
+
+    def test_absolute_form_authority_wins_over_the_host_header(self):
+        # RFC 9112 3.2.2: the origin server ignores Host and uses the target's authority.
+        d, _ = self.raw_describe(build_request("GET", "http://target.example:81/req",
+                                               [("Host", "header.example")]))
+        self.assertEqual(d["headers"]["host"], "target.example:81")
+
+    def test_absolute_form_with_empty_path_is_root(self):
+        with self.connect() as c:
+            c.send(build_request("GET", "http://example.com?x=1") +
+                   build_request("GET", "http://example.com"))
+            for _ in range(2):
+                r = c.read_response()
+                self.assertResponse(r, 200, "squall e2e root")
+
+    def test_absolute_form_with_userinfo_or_empty_host_is_400(self):
+        for target in ("http://user:pw@example.com/req", "http:///req"):
+            with self.subTest(target=target):
+                with self.connect() as c:
+                    c.send(build_request("GET", target))
+                    r = c.read_response()
+                    self.assertEqual(r.status, 400, r)
+                    self.assertClosedByServer(c)
+
     def test_query_string_is_empty_without_query(self):
         d = self.describe("GET", "/req")
         self.assertEqual(d["query_string"], "")

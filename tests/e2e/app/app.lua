@@ -203,4 +203,26 @@ app:get("/resume-host", function(req)
   return ok and "resumed" or tostring(err)
 end)
 
+-- Seconds that a plain cast to an integer gets wrong (undefined behaviour): squall.sleep and the
+-- test client's timeout must clamp or refuse them.
+local odd_seconds = { huge = math.huge, big = 2^70, nan = 0/0, negative = -1, neg_huge = -math.huge }
+app:get("/odd-sleep/:case", function(req)
+  local s = odd_seconds[req.params.case]
+  if s > 0 then                       -- "for ever": in a task of its own, so the request answers
+    squall.spawn(squall.sleep, s)
+    squall.sleep(0)                   -- the task has started its timer when this returns
+    return "sleeping"
+  end
+  local ok, err = pcall(squall.sleep, s)
+  return ok and "slept" or tostring(err)
+end)
+app:get("/odd-client-timeout/:case", function(req)
+  local core = require "squall.core"
+  local raw = "GET /hello/inner HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+  local ok, status, _, body = pcall(core.http_request, core.listen_port(), raw, false,
+                                    odd_seconds[req.params.case])
+  if not ok then return "error: " .. tostring(status) end
+  return tostring(status) .. " " .. tostring(body)
+end)
+
 return app
