@@ -84,6 +84,7 @@ static const field_t top_fields[] = {
   {"reload", F_BOOL, OFF(reload), 0, 0, NULL},
   {"pid_file", F_PATH_OR_FALSE, OFF(pid_file), 0, 0, NULL},
   {"shutdown_timeout", F_SECONDS, OFF(shutdown_timeout), 0, 86400, NULL},
+  {"startup_timeout", F_SECONDS, OFF(startup_timeout), 0.001, 86400, NULL},
   {"limits", F_TABLE, 0, 0, 0, limits_fields},
   {"log", F_TABLE, 0, 0, 0, log_fields},
   {"db", F_TABLE, 0, 0, 0, db_fields},
@@ -98,6 +99,7 @@ static void set_defaults(sq_config_t *c)
   c->app = sq_strdup("app");
   c->debug = 0;
   c->shutdown_timeout = 10;
+  c->startup_timeout = 60;
   c->limits.max_header_bytes = 16384;
   c->limits.max_body_bytes = 1048576;
   c->limits.max_connections = 10000;

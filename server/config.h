@@ -19,6 +19,7 @@ typedef struct {
   int reload;          /* watch the scripts directory and reload on change */
   char *pid_file;      /* resolved path, NULL when none */
   double shutdown_timeout;
+  double startup_timeout;    /* seconds the app may take to load before start-up fails */
   struct {
     long max_header_bytes;
     long max_body_bytes;

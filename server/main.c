@@ -20,7 +20,6 @@
  * waits (a query, squall.sleep, task:wait) would otherwise hold start-up with no bound: a query
  * has its own timeouts, a sleep or a wait on a task that never ends has none. Generous, because
  * a top level may legitimately warm caches from the database. */
-#define SQ_STARTUP_TIMEOUT_MS 60000
 
 enum { STARTING, RUNNING, START_SIGNALLED, START_TIMED_OUT };
 
@@ -91,8 +90,8 @@ static void on_startup_deadline(uv_timer_t *t)
     return;
   m->phase = START_TIMED_OUT;
   m->stopping = 1;  /* a signal from now on only hurries the stop along */
-  sq_log(SQ_LOG_ERROR, "start-up timed out: the app did not finish loading within %ds (its top level is "
-         "still waiting: a query, squall.sleep or task:wait)", SQ_STARTUP_TIMEOUT_MS / 1000);
+  sq_log(SQ_LOG_ERROR, "start-up timed out: the app did not finish loading within %gs (startup_timeout; its "
+         "top level is still waiting: a query, squall.sleep or task:wait)", m->server.cfg->startup_timeout);
   force_stop(m);
 }
 
@@ -194,7 +193,7 @@ static int serve(sq_config_t *cfg, int check_only, char **test_args, int ntest_a
   /* The main loop runs while the workers load the app, so that a signal is serviced now rather
    * than once start-up is over, and start-up has a deadline. */
   m.phase = STARTING;
-  uv_timer_start(&m.deadline, on_startup_deadline, SQ_STARTUP_TIMEOUT_MS, 0);
+  uv_timer_start(&m.deadline, on_startup_deadline, (uint64_t)(cfg->startup_timeout * 1000), 0);
   while (m.phase == STARTING && count_started(s, started) < started)
     uv_run(m.loop, UV_RUN_ONCE);
   if (m.phase != STARTING) {

@@ -157,6 +157,8 @@ class CheckTest(unittest.TestCase):
             ({"listen": 8080}, "listen"),
             ({"debug": "yes"}, "debug"),
             ({"shutdown_timeout": "soon"}, "shutdown_timeout"),
+            ({"startup_timeout": "later"}, "startup_timeout"),
+            ({"startup_timeout": 0}, "startup_timeout"),
             ({"scripts": Lua("{}")}, "scripts"),
             ({"limits": {"max_header_bytes": "big"}}, "limits.max_header_bytes"),
             ({"limits": {"header_timeout": True}}, "limits.header_timeout"),
