@@ -38,6 +38,7 @@ typedef struct sq_reqctx_s sq_reqctx_t;
  * response: from then on no task of the request is resumed. */
 struct sq_reqctx_s {
   sq_conn_t *conn;       /* NULL once the response is written or the client is gone */
+  const sq_req_t *req;   /* the connection's request, valid while `conn` is set */
   int alive;
   int refs;              /* tasks bound to it */
   sq_task_t *tasks;
@@ -113,7 +114,7 @@ sq_worker_t *sq__bridge_worker(sq_bridge_t *b) { return b->w; }
 
 void sq__bridge_settled(sq_bridge_t *b)
 {
-  if (b->w && b->w->draining && sq_bridge_quiescent(b))
+  if (b->w && b->w->env.draining && sq_bridge_quiescent(b))
     sq__worker_maybe_finish(b->w);
 }
 
@@ -141,7 +142,7 @@ sq_task_t *sq__task_current(lua_State *L)
   return (t && t->co == L) ? t : NULL;
 }
 
-static sq_reqctx_t *ctx_new(sq_bridge_t *b, sq_conn_t *c)
+static sq_reqctx_t *ctx_new(sq_bridge_t *b, sq_conn_t *c, const sq_req_t *r)
 {
   sq_reqctx_t *x = b->free_ctx;
   if (x)
@@ -149,6 +150,7 @@ static sq_reqctx_t *ctx_new(sq_bridge_t *b, sq_conn_t *c)
   else
     x = sq_malloc(sizeof *x);
   x->conn = c;
+  x->req = r;
   x->alive = 1;
   x->refs = 0;
   x->tasks = NULL;
@@ -388,11 +390,9 @@ static void make_ready(sq_task_t *t, int nargs)
 
 /* ---- requests ---------------------------------------------------------------------------- */
 
-static void log_request_error(sq_conn_t *c, const char *msg)
+static void log_request_error(const sq_bridge_t *b, const sq_req_t *r, const char *msg)
 {
-  const sq_req_t *r = sq_conn_request(c);
-  sq_log(SQ_LOG_ERROR, "worker %d: %s %.*s: %s", sq_conn_worker(c)->id, r->method, (int)r->url_len,
-         r->head.data, msg);
+  sq_log(SQ_LOG_ERROR, "worker %d: %s %.*s: %s", b->w->id, r->method, (int)r->url_len, r->head.data, msg);
 }
 
 static void respond_status(sq_conn_t *c, int status)
@@ -433,14 +433,14 @@ static int add_header(sq_conn_t *c, lua_State *co, int kidx, int vidx)
 }
 
 /* The root coroutine returned (status, content_type, body, headers, log_message). */
-static void respond_from_stack(sq_conn_t *c, lua_State *co)
+static void respond_from_stack(const sq_bridge_t *b, sq_conn_t *c, const sq_req_t *r, lua_State *co)
 {
   if (lua_isstring(co, 5))
-    log_request_error(c, lua_tostring(co, 5));
+    log_request_error(b, r, lua_tostring(co, 5));
   int status = (int)lua_tointeger(co, 1);
   if (status < 200 || status > 999) {
     /* 1xx are interim responses the host sends itself; a final response must be 2xx or more. */
-    log_request_error(c, "handler returned an invalid status code (a final status is 200 to 999)");
+    log_request_error(b, r, "handler returned an invalid status code (a final status is 200 to 999)");
     respond_status(c, 500);
     return;
   }
@@ -455,7 +455,7 @@ static void respond_from_stack(sq_conn_t *c, lua_State *co)
       if (add_header(c, co, -2, -1) < 0) {
         sq_conn_response_abort(c);
         lua_pop(co, 2);
-        log_request_error(c, "handler returned a header with an invalid name or a CR/LF in its value");
+        log_request_error(b, r, "handler returned a header with an invalid name or a CR/LF in its value");
         respond_status(c, 500);
         return;
       }
@@ -500,7 +500,7 @@ static void resume(sq_task_t *t, int nargs)
   if (st == 0) {
     if (c) {
       x->conn = NULL;
-      respond_from_stack(c, co);
+      respond_from_stack(b, c, x->req, co);
     }
     task_finish(t);
     return;
@@ -512,7 +512,7 @@ static void resume(sq_task_t *t, int nargs)
   luaL_traceback(b->L, co, msg, 0);
   if (c) {
     x->conn = NULL;
-    log_request_error(c, lua_tostring(b->L, -1));
+    log_request_error(b, x->req, lua_tostring(b->L, -1));
     respond_status(c, 500);
   } else {
     sq_log(SQ_LOG_ERROR, "worker %d: task failed: %s", b->w ? b->w->id : 0, lua_tostring(b->L, -1));
@@ -570,7 +570,9 @@ static void run_woken(sq_bridge_t *b)
     run_ready(b);
 }
 
-void sq_bridge_detach(void *task)
+/* sq_conn_handler_t.on_close: the client of the request whose root task is `task` is gone. The
+ * task may belong to an older generation than the worker's current one. */
+static void on_conn_close(void *task, sq_conn_t *c)
 {
   sq_bridge_t *b = ((sq_task_t *)task)->b;
   ctx_kill(((sq_task_t *)task)->ctx);
@@ -855,7 +857,7 @@ sq_bridge_t *sq_bridge_load(const sq_config_t *cfg, sq_worker_t *w, sq_bridge_lo
     done(b, err, arg);
     return b;
   }
-  b->top = ctx_new(b, NULL);
+  b->top = ctx_new(b, NULL, NULL);
   b->top->refs = 1;
   sq_task_t *t = task_new(b, b->top, TASK_LOADER);
   lua_getfield(L, -1, "load");
@@ -899,7 +901,7 @@ void sq_bridge_run_tests(sq_bridge_t *b, char **args, int nargs, sq_bridge_tests
   lua_State *L = b->L;
   b->on_tests = done;
   b->tests_arg = arg;
-  sq_task_t *t = task_new(b, ctx_new(b, NULL), TASK_TESTS);
+  sq_task_t *t = task_new(b, ctx_new(b, NULL, NULL), TASK_TESTS);
   lua_getglobal(L, "require");
   lua_pushliteral(L, "squall.testrun");
   if (lua_pcall(L, 1, 1, 0) != 0) {
@@ -921,19 +923,15 @@ void sq_bridge_run_tests(sq_bridge_t *b, char **args, int nargs, sq_bridge_tests
   run_ready(b);
 }
 
-/* Pushes a header table with lowercase names; repeated headers are joined with ", " as RFC 9110
- * allows for list-valued fields (Set-Cookie is a response header and never arrives here). */
-static void push_headers(sq_bridge_t *b, lua_State *co, sq_req_t *r)
+/* Pushes a header table (the connection lowercased the names); repeated headers are joined with
+ * ", " as RFC 9110 allows for list-valued fields (Set-Cookie is a response header and never
+ * arrives here). */
+static void push_headers(sq_bridge_t *b, lua_State *co, const sq_req_t *r)
 {
   lua_createtable(co, 0, r->nheaders);
   for (int i = 0; i < r->nheaders; i++) {
     const sq_header_t *h = &r->headers[i];
-    /* Lowercased in place: the parser is done with these bytes, and names of any length fit. */
-    char *name = r->head.data + h->name_off;
-    for (size_t j = 0; j < h->name_len; j++)
-      if (name[j] >= 'A' && name[j] <= 'Z')
-        name[j] = (char)(name[j] + 32);
-    lua_pushlstring(co, name, h->name_len);
+    lua_pushlstring(co, r->head.data + h->name_off, h->name_len);
     lua_pushvalue(co, -1);
     lua_rawget(co, -3);
     if (lua_isnil(co, -1)) {
@@ -950,11 +948,12 @@ static void push_headers(sq_bridge_t *b, lua_State *co, sq_req_t *r)
   lua_setmetatable(co, -2);
 }
 
-void sq_bridge_dispatch(sq_bridge_t *b, sq_conn_t *c)
+/* sq_conn_handler_t.on_request: runs the request in a task of generation `self`. Returns the
+ * task, which on_conn_close receives if the client leaves first. */
+static void *on_conn_request(void *self, sq_conn_t *c, const sq_req_t *r)
 {
-  sq_req_t *r = (sq_req_t *)sq_conn_request(c);
-  sq_task_t *t = task_new(b, ctx_new(b, c), TASK_REQUEST);
-  r->task = t;
+  sq_bridge_t *b = self;
+  sq_task_t *t = task_new(b, ctx_new(b, c, r), TASK_REQUEST);
   lua_State *co = t->co;
   assert(r->url_len > 0);  /* the connection refuses an empty target with 400 */
   /* An absolute-form target routes by its path; the authority before it is the host. */
@@ -988,4 +987,12 @@ void sq_bridge_dispatch(sq_bridge_t *b, sq_conn_t *c)
   lua_pushinteger(co, port);
   resume(t, 8);
   run_ready(b);
+  return t;
 }
+
+/* on_writable stays NULL while Lua handlers never stream: the connection calls it only after a
+ * write said the output was over its high-water mark. */
+const sq_conn_handler_t sq_bridge_conn_handler = {
+  .on_request = on_conn_request,
+  .on_close = on_conn_close,
+};

@@ -13,9 +13,9 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "http_conn.h"
 
 typedef struct sq_bridge_s sq_bridge_t;
-typedef struct sq_conn_s sq_conn_t;
 typedef struct sq_worker_s sq_worker_t;
 typedef struct sq_task_s sq_task_t;
 
@@ -40,14 +40,12 @@ void sq_bridge_retire(sq_bridge_t *b);
 /* 1 when no task of this generation is running or waiting. */
 int sq_bridge_idle(const sq_bridge_t *b);
 
-/* Runs the connection's current request in a coroutine. The response is produced through the
- * sq_conn_response_* calls, before this returns or later, when the last yield is resumed. */
-void sq_bridge_dispatch(sq_bridge_t *b, sq_conn_t *c);
-
-/* The connection behind `task` (the value stored in sq_req_t.task) is closing: tasks of that
- * request are abandoned now if nothing external will wake them, or when their event comes. The
- * task may belong to an older generation than the worker's current one. */
-void sq_bridge_detach(void *task);
+/* The Lua handler, for a connection environment whose handler_self is a generation. on_request
+ * runs the request in a coroutine; the response is produced through the sq_conn_response_* calls,
+ * before on_request returns or later, when the last yield is resumed. Its per-request object is
+ * the request's task: on_close abandons the request's tasks now if nothing external will wake
+ * them, or when their event comes, in whatever generation they run. */
+extern const sq_conn_handler_t sq_bridge_conn_handler;
 
 /* Shutdown ran out of time: from now on no task of this generation is resumed, so a task that
  * would query forever cannot keep the worker alive; its outstanding jobs still come back. */
