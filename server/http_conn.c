@@ -88,6 +88,7 @@ static void conn_close(sq_conn_t *c);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 sq_conn_t *sq_conn_next(sq_conn_t *c) { return c->next; }
+const sq_req_t *sq_conn_request(const sq_conn_t *c) { return &c->req; }
 
 const char *sq_conn_peer(const sq_conn_t *c, int *port)
 {

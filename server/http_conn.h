@@ -85,6 +85,8 @@ sq_conn_t *sq_conn_accept(sq_conn_env_t *env, uv_stream_t *listener);
 void sq_conn_shutdown(sq_conn_t *c, int force);
 
 sq_conn_t *sq_conn_next(sq_conn_t *c);
+/* The request being answered (the one on_request received), until its response ends. */
+const sq_req_t *sq_conn_request(const sq_conn_t *c);
 /* "a.b.c.d" or an IPv6 text; port in *port. */
 const char *sq_conn_peer(const sq_conn_t *c, int *port);
 

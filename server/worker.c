@@ -19,6 +19,7 @@
 #include "http_conn.h"
 #include "log.h"
 #include "lua_bridge.h"
+#include "lua_request.h"
 #include "reload.h"
 
 #define SQ_BACKLOG 4096
@@ -425,7 +426,7 @@ static void worker_main(void *arg)
   w->env.loop = &w->loop;
   w->env.cfg = w->cfg;
   w->env.id = w->id;
-  w->env.handler = &sq_bridge_conn_handler;
+  w->env.handler = &sq_lua_handler;
   w->env.on_closed = on_conn_closed;
   w->env.owner = w;
   uv_check_init(&w->loop, &w->reaper);
