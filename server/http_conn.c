@@ -746,6 +746,18 @@ void sq_conn_response_finish(sq_conn_t *c)
   response_done(c, keep, n);
 }
 
+int sq_conn_response_started(const sq_conn_t *c) { return c->in_handler && c->streaming; }
+
+void sq_conn_response_fail(sq_conn_t *c)
+{
+  assert(c->in_handler && c->streaming);
+  c->in_handler = 0;  /* the handler is done with it: no on_close */
+  c->streaming = c->chunked = c->no_body = c->want_writable = 0;
+  c->handler = NULL;
+  c->hreq = NULL;
+  conn_close(c);
+}
+
 /* ---- writing and closing ----------------------------------------------------------------- */
 
 static void finish_close(sq_conn_t *c);

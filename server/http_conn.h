@@ -110,5 +110,11 @@ void sq_conn_response_start(sq_conn_t *c);
 int sq_conn_response_write(sq_conn_t *c, const char *data, size_t len);
 /* Ends a started body and moves on to the next pipelined request. */
 void sq_conn_response_finish(sq_conn_t *c);
+/* The handler cannot complete a started body (it failed half-way): no other status can follow a
+ * head already sent, so the connection closes now, and the client sees a truncated body. on_close
+ * is not called, and `c` must not be used again. */
+void sq_conn_response_fail(sq_conn_t *c);
+/* 1 between sq_conn_response_start and the body's end. */
+int sq_conn_response_started(const sq_conn_t *c);
 
 #endif

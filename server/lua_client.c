@@ -49,7 +49,7 @@ static void on_closed(uv_handle_t *h)
 
 /* The client owns itself until its response or error comes back, and then resumes the task or
  * (sq__task_arrived says) drops it: there is nothing to cancel before that. */
-static const sq_wait_t client_wait = {NULL};
+static const sq_wait_t client_wait = {.cancel = NULL};
 
 /* Resumes the task with the response, or with nil and `err`, and closes the client. */
 static void finish(client_t *c, const char *err)

@@ -12,6 +12,7 @@
 #include "lua_client.h"
 #include "lua_db.h"
 #include "lua_json.h"
+#include "lua_request.h"
 #include "mem.h"
 
 static sq_task_t *check_task(lua_State *L, const char *fn)
@@ -34,7 +35,7 @@ static void cancel_sleep(sq_task_t *t, void *timer)
   uv_close((uv_handle_t *)timer, on_timer_closed);
 }
 
-static const sq_wait_t sleep_wait = {cancel_sleep};
+static const sq_wait_t sleep_wait = {.cancel = cancel_sleep};
 
 static void on_sleep_done(uv_timer_t *timer)
 {
@@ -62,7 +63,7 @@ static int l_sleep(lua_State *L)
 /* task:wait(): nothing to undo, since nothing outside Lua points at the waiting task. */
 static void cancel_nothing(sq_task_t *t, void *data) {}
 
-static const sq_wait_t wake_wait = {cancel_nothing};
+static const sq_wait_t wake_wait = {.cancel = cancel_nothing};
 
 /* A spawned task that will never finish completes its handle (lua/squall/init.lua's Task: done,
  * results, waiters) with an error, and wakes the coroutines in its task:wait() to raise it:
@@ -232,6 +233,7 @@ int sq__lua_open_core(lua_State *L)
   sq_lua_open_db(L, b->cfg->has_db && b->w ? b->w->server->db : NULL, b->w ? &b->w->loop : NULL);
   sq_lua_open_client(L);
   sq_lua_open_json(L);
+  sq_lua_open_response(L);
   lua_pushinteger(L, b->w ? b->w->id : 0);
   lua_setfield(L, -2, "worker_id");
   lua_pushboolean(L, b->cfg->debug);

@@ -191,7 +191,7 @@ static void tx_release(sq_task_res_t *res)
 
 /* A job cannot be taken back from the pool: it points at its task until on_done, which drops an
  * abandoned task's result (rolling back a transaction it began) instead of resuming it. */
-static const sq_wait_t db_wait = {NULL};
+static const sq_wait_t db_wait = {.cancel = NULL};
 
 static void on_done(sq_db_job_t *j, void *ctx)
 {

@@ -5,7 +5,10 @@
  * app's handler in xpcall, so a resume normally ends in a return of (status, content_type, body,
  * headers, log_message), committed in one piece (sq_conn_response_end: head and body in one
  * write); a resume that errors anyway means the host library itself failed, and is still answered
- * with a 500. The request's task is the handler's per-request object: when the client leaves
+ * with a 500. A handler may instead stream its body through `res` (squall.core's res_start,
+ * res_write, res_finish): chunks go out as they are written, a write over the connection's
+ * high-water mark yields until on_writable, and a handler that returns without finishing is
+ * finished for it. The request's task is the handler's per-request object: when the client leaves
  * first, on_close kills its context, and the task finds no connection if it ever ends. */
 #include "lua_request.h"
 
@@ -96,6 +99,32 @@ static void respond_from_stack(const sq_bridge_t *b, sq_conn_t *c, const sq_req_
   sq_conn_response_end(c, body ? body : "", body ? len : 0);
 }
 
+/* A handler that started a streamed response ended: a return finishes the body for it; a failure
+ * (host.lua hands one caught after res:start() back as the fifth value) closes the connection,
+ * since no error status can follow a head that has gone. */
+static void stream_ended(sq_bridge_t *b, sq_conn_t *c, sq_task_t *t, int st)
+{
+  const char *err = NULL;
+  if (st != 0) {
+    sq__bridge_traceback(b, t, st);
+    err = lua_tostring(b->L, -1);
+  } else if (lua_isstring(t->co, 5)) {
+    err = lua_tostring(t->co, 5);
+  }
+  if (err) {
+    log_request_error(b, sq_conn_request(c), err);
+    sq_conn_response_fail(c);
+  } else {
+    sq_conn_response_finish(c);
+  }
+  if (st != 0) {
+    lua_pop(b->L, 1);
+    sq__task_abandon(t);
+  } else {
+    sq__task_finish(t);
+  }
+}
+
 /* The request's task ended. Its data is the connection, which is still there while the task's
  * context is alive: the connection kills the context before it goes. */
 static void request_ended(sq_task_t *t, int st)
@@ -103,9 +132,15 @@ static void request_ended(sq_task_t *t, int st)
   sq_bridge_t *b = t->sched->owner;
   sq_conn_t *c = t->ctx->alive ? t->data : NULL;
   t->data = NULL;
+  if (c && sq_conn_response_started(c)) {
+    stream_ended(b, c, t, st);
+    return;
+  }
   if (st == 0) {
     if (c)
       respond_from_stack(b, c, sq_conn_request(c), t->co);
+    else if (t->ctx->alive && lua_isstring(t->co, 5))  /* failed after res:finish() */
+      sq_log(SQ_LOG_ERROR, "worker %d: after res:finish(): %s", b->w->id, lua_tostring(t->co, 5));
     sq__task_finish(t);
     return;
   }
@@ -197,9 +232,133 @@ static void *on_conn_request(void *self, sq_conn_t *c, const sq_req_t *r)
   return t;
 }
 
-/* on_writable stays NULL while Lua handlers never stream: the connection calls it only after a
- * write said the output was over its high-water mark. */
+/* ---- streamed responses: res:start, res:write, res:finish ------------------------------- */
+
+/* res:write over the high-water mark waits for on_writable; if the client leaves meanwhile, the
+ * request's context is killed and the task abandoned, with nothing else to undo. */
+static void cancel_nothing(sq_task_t *t, void *data) {}
+
+static const sq_wait_t writable_wait = {.cancel = cancel_nothing};
+
+/* sq_conn_handler_t.on_writable: the output of the request whose task is `task` has drained. */
+static void on_conn_writable(void *task, sq_conn_t *c)
+{
+  sq_task_t *t = task;
+  if (t->wait == &writable_wait && sq__task_arrived(t))
+    sq__task_resume(t, 0);
+}
+
+/* res:finish ends the body once the coroutine has yielded: ending it lets the connection start its
+ * next pipelined request, whose Lua must not run nested inside this one's. The task goes on at
+ * once, from the ready queue. */
+static void finish_begin(sq_task_t *t, void *data)
+{
+  sq_conn_t *c = t->data;
+  t->data = NULL;
+  sq_conn_response_finish(c);
+  sq__task_make_ready(t, 0);
+}
+
+static const sq_wait_t finish_wait = {.cancel = cancel_nothing, .begin = finish_begin};
+
+/* The request task calling `fn`, which holds its connection. Only the request's own coroutine
+ * writes its response: a spawned task could outlive it, and a coroutine of the user's own is not
+ * the host's to suspend. */
+static sq_task_t *check_res(lua_State *L, const char *fn)
+{
+  sq_task_t *t = sq__task_current(L);
+  if (!t || t->kind != &request_kind)
+    luaL_error(L, "%s can only be called from the request's own handler (not from a squall.spawn "
+                  "task or a coroutine of your own)", fn);
+  if (!t->ctx->alive)
+    luaL_error(L, "%s: the client has gone", fn);
+  if (!t->data)
+    luaL_error(L, "%s: the response has already ended", fn);
+  return t;
+}
+
+/* core.res_start(status, headers) */
+static int l_res_start(lua_State *L)
+{
+  sq_task_t *t = check_res(L, "res:start");
+  sq_conn_t *c = t->data;
+  if (sq_conn_response_started(c))
+    return luaL_error(L, "res:start: the response has already started");
+  lua_Integer status = luaL_checkinteger(L, 1);
+  if (status < 200 || status > 999)
+    return luaL_argerror(L, 1, "a final status is 200 to 999");
+  if (!lua_isnoneornil(L, 2))
+    luaL_checktype(L, 2, LUA_TTABLE);
+  sq_conn_response_begin(c, (int)status);
+  if (lua_istable(L, 2)) {
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+      if (add_header(c, L, -2, -1) < 0) {
+        sq_conn_response_abort(c);
+        return luaL_error(L, "res:start: a header with an invalid name or a CR/LF in its value");
+      }
+      lua_pop(L, 1);
+    }
+  }
+  sq_conn_response_start(c);
+  return 0;
+}
+
+/* core.res_write(chunk): yields while the output is over the high-water mark. */
+static int l_res_write(lua_State *L)
+{
+  sq_task_t *t = check_res(L, "res:write");
+  sq_conn_t *c = t->data;
+  if (!sq_conn_response_started(c))
+    return luaL_error(L, "res:write: call res:start first");
+  size_t len;
+  const char *chunk = luaL_checklstring(L, 1, &len);
+  sq__task_check_yieldable(L, "res:write");
+  int rc = sq_conn_response_write(c, chunk, len);
+  if (rc < 0) {
+    /* The connection failed under this write and is closing without calling on_close (we are
+     * inside the handler): do what on_close would, then tell the handler. */
+    t->data = NULL;
+    sq__ctx_kill(t->sched, t->ctx);
+    return luaL_error(L, "res:write: the client has gone");
+  }
+  if (rc == 0)
+    return 0;
+  sq__task_wait(t, &writable_wait, NULL);
+  return lua_yield(L, 0);
+}
+
+/* core.res_finish() */
+static int l_res_finish(lua_State *L)
+{
+  sq_task_t *t = check_res(L, "res:finish");
+  if (!sq_conn_response_started(t->data))
+    return luaL_error(L, "res:finish: call res:start first");
+  sq__task_check_yieldable(L, "res:finish");
+  sq__task_wait(t, &finish_wait, NULL);
+  return lua_yield(L, 0);
+}
+
+/* core.res_started(): whether the calling request's response is being streamed (host.lua asks
+ * when the handler failed: no error response can follow a started one). */
+static int l_res_started(lua_State *L)
+{
+  sq_task_t *t = sq__task_current(L);
+  int started = t && t->kind == &request_kind && t->ctx->alive && t->data && sq_conn_response_started(t->data);
+  lua_pushboolean(L, started);
+  return 1;
+}
+
+void sq_lua_open_response(lua_State *L)
+{
+  static const luaL_Reg fns[] = {{"res_start", l_res_start},   {"res_write", l_res_write},
+                                 {"res_finish", l_res_finish}, {"res_started", l_res_started},
+                                 {NULL, NULL}};
+  luaL_register(L, NULL, fns);
+}
+
 const sq_conn_handler_t sq_lua_handler = {
   .on_request = on_conn_request,
+  .on_writable = on_conn_writable,
   .on_close = on_conn_close,
 };

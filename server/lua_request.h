@@ -3,6 +3,8 @@
 #ifndef SQ_LUA_REQUEST_H
 #define SQ_LUA_REQUEST_H
 
+#include <lua.h>
+
 #include "http_conn.h"
 
 /* For a connection environment whose handler_self is a generation (sq_bridge_t). on_request runs
@@ -11,5 +13,9 @@
  * request's task: on_close abandons the request's tasks now if nothing external will wake them,
  * or when their event comes, in whatever generation they run. */
 extern const sq_conn_handler_t sq_lua_handler;
+
+/* Adds res_start, res_write, res_finish and res_started (a streamed response, from the
+ * request's own coroutine) to the squall.core table on top of L's stack. */
+void sq_lua_open_response(lua_State *L);
 
 #endif

@@ -325,8 +325,12 @@ static void resume(sq_task_t *t, int nargs)
   s->resuming++;
   int st = lua_resume(t->co, nargs);
   s->resuming--;
-  if (st == LUA_YIELD && t->wait)
-    return;  /* a host function holds the task and resumes it when its event comes */
+  if (st == LUA_YIELD && t->wait) {
+    /* A host function holds the task and resumes it when its event comes. */
+    if (t->wait->begin)
+      t->wait->begin(t, t->wait_data);
+    return;
+  }
   t->kind->ended(t, st);
 }
 

@@ -35,6 +35,10 @@ typedef struct {
    * points at the task will come back regardless (a database job, client I/O); the task is
    * abandoned when it arrives, and until then it counts as outstanding (sq_sched_outstanding). */
   void (*cancel)(sq_task_t *t, void *data);
+  /* Optional. Called once the coroutine has yielded, outside any Lua, to set off what the task
+   * waits for when doing it from inside the yielding function would run other Lua nested in it
+   * (ending a streamed response may start the connection's next request). */
+  void (*begin)(sq_task_t *t, void *data);
 } sq_wait_t;
 
 /* Things a task must release if it is abandoned (an open transaction). */

@@ -123,13 +123,15 @@ end
 local from_handler = response.from_handler
 local TEXT = response.TEXT
 
--- Runs the matching handler; returns status, content_type, body, headers.
-function App:handle(req)
+-- Runs the matching handler; returns status, content_type, body, headers (which the host ignores
+-- when the handler streamed its response through `res`, its second argument: nil for
+-- squall.test.dispatch).
+function App:handle(req, res)
   local method = req.method
   local h, params = self.router:match(method, req.path)
   if h then
     if params then req.params = params end
-    return from_handler(h(req))
+    return from_handler(h(req, res))
   end
   if params then  -- the path exists, with other methods
     if method == "OPTIONS" then return 204, nil, "", { Allow = params } end
