@@ -8,16 +8,15 @@
  * one write.
  *
  * The request goes to the handler named by the environment (sq_conn_handler_t, http_conn.h); the
- * connection never learns what the handler is. A response is either ended in one piece
- * (sq_conn_response_end: head and body leave in one write, the fast path) or streamed after its
- * head (start, write, finish), with backpressure: a write says when the output is over the
- * high-water mark, and on_writable tells the handler when it has drained below the low-water mark.
+ * connection never learns what the handler is. The handler's answer is built by http_response.c;
+ * this file writes it out, and for a streamed body tells the handler (on_writable) when the output
+ * has drained below the low-water mark after a write said it was over the high-water mark.
  *
  * Lifetime: the connection is freed in the close callback of the last of its two handles. A
  * handler may still be running (waiting on a yield) when the client goes away; closing then calls
  * the handler's on_close first, so it lets go of the connection and never writes into freed
  * memory. */
-#include "http_conn.h"
+#include "http_conn_internal.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -36,55 +35,7 @@ enum { T_NONE, T_IDLE, T_HEADER, T_BODY, T_LINGER, T_SEND };
 #define SQ_LINGER_MS 2000
 /* Output waiting for the kernel beyond which no further pipelined request is parsed. */
 #define SQ_OUT_PAUSE_BYTES (4u << 20)
-/* A streamed body: a write that leaves more than HIGH bytes unsent tells the handler to wait, and
- * on_writable comes once less than LOW is left. The gap keeps a steady writer from bouncing on
- * one mark, and LOW above zero keeps the kernel fed while the handler produces the next piece. */
-#define SQ_STREAM_HIGH_BYTES (64u << 10)
-#define SQ_STREAM_LOW_BYTES (16u << 10)
-
-struct sq_conn_s {
-  uv_tcp_t tcp;
-  uv_timer_t timer;
-  uv_write_t wreq;
-  uv_shutdown_t sreq;
-  sq_conn_env_t *env;
-  const sq_conn_handler_t *handler;  /* the current request's, fixed at on_request */
-  void *hreq;                    /* what on_request returned: the handler's side of the request */
-  sq_conn_t *prev, *next;
-  llhttp_t parser;
-  sq_req_t req;
-  char *rbuf;
-  size_t rlen, rcap, rpos;       /* bytes held, allocated, and already fed to the parser */
-  size_t header_bytes;
-  size_t field_len;              /* bytes of the header (or trailer) name being parsed */
-  size_t resp_mark;              /* out.len when the current response began */
-  int resp_status;
-  int error_status;              /* set by a parser callback that refuses the request */
-  int timer_mode;
-  uint64_t deadline;             /* loop time at which the current timer_mode expires */
-  uint64_t armed;                /* loop time the libuv timer is set for, when active */
-  int after_send_mode;           /* the reading side's timer, held while T_SEND runs */
-  double after_send_secs;
-  size_t send_left;              /* bytes libuv still had queued at the last T_SEND check */
-  int handles;
-  int peer_port;
-  sq_buf_t out;                  /* responses not yet handed to the kernel */
-  sq_buf_t wbuf;                 /* the write in flight */
-  size_t body_bytes;             /* of a streamed response, for the access log */
-  unsigned in_message : 1, in_handler : 1, dispatching : 1, last_was_value : 1, writing : 1,
-      closing : 1, want_close : 1, read_stopped : 1, eof : 1, lingering : 1,
-      own_date : 1, own_server : 1,  /* the handler set the response's Date / Server itself */
-      streaming : 1,             /* the head of a streamed response is out; writes follow */
-      chunked : 1,               /* ... and its body is chunked (HTTP/1.1) */
-      no_body : 1,               /* ... and its body is dropped (HEAD, 204, 304) */
-      want_writable : 1,         /* a write said "over the high-water mark" */
-      in_write : 1;              /* inside sq_conn_response_write: a failure there is its -1 */
-  char peer[48];
-};
-
 static void conn_process(sq_conn_t *c);
-static void conn_flush(sq_conn_t *c);
-static void conn_close(sq_conn_t *c);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 sq_conn_t *sq_conn_next(sq_conn_t *c) { return c->next; }
@@ -97,7 +48,7 @@ const char *sq_conn_peer(const sq_conn_t *c, int *port)
 }
 
 /* The cached "Date: ...\r\n" line: formatting it costs more than the rest of a small head. */
-static const char *date_line(sq_conn_env_t *env)
+const char *sq__conn_date_line(sq_conn_env_t *env)
 {
   time_t now = time(NULL);
   if (now != env->date_sec) {
@@ -160,7 +111,7 @@ static void on_timer(uv_timer_t *t)
     if (c->in_message)
       conn_fail(c, 408);
     else
-      conn_close(c);
+      sq__conn_close(c);
     break;
   case T_BODY:
     conn_fail(c, 408);
@@ -175,11 +126,11 @@ static void on_timer(uv_timer_t *t)
     }
     sq_log(SQ_LOG_DEBUG, "worker %d: %s: closed: read none of %zu waiting response bytes in %gs (send_timeout)",
            c->env->id, c->peer, left, c->env->cfg->limits.send_timeout);
-    conn_close(c);
+    sq__conn_close(c);
     break;
   }
   default:
-    conn_close(c);
+    sq__conn_close(c);
   }
 }
 
@@ -393,7 +344,7 @@ static int on_headers_complete(llhttp_t *p)
      * response that is not written yet, and `out` is empty here because we only parse when
      * no handler is running and everything before has been flushed or is in flight. */
     sq_buf_append(&c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-    conn_flush(c);
+    sq__conn_flush(c);
     if (c->closing)
       return -1;  /* the write failed and closed us: parse no further */
   }
@@ -456,7 +407,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     return;
   if (c->lingering) {
     if (nread < 0)
-      conn_close(c);
+      sq__conn_close(c);
     c->rlen = c->rpos;  /* discard */
     return;
   }
@@ -470,7 +421,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
      * half-closed after a request still gets answers from handlers that do not wait, since
      * those respond before the EOF is read. */
     if (nread != UV_EOF || c->in_handler || llhttp_finish(&c->parser) != HPE_OK || c->in_message) {
-      conn_close(c);
+      sq__conn_close(c);
       return;
     }
     c->eof = 1;
@@ -539,11 +490,11 @@ static void conn_process(sq_conn_t *c)
     return;
   if (c->in_handler) {
     /* Earlier pipelined responses must not wait for a handler that is suspended. */
-    conn_flush(c);
+    sq__conn_flush(c);
     return;
   }
   if (c->out.len + c->wbuf.len >= SQ_OUT_PAUSE_BYTES && c->rpos < c->rlen) {
-    conn_flush(c);
+    sq__conn_flush(c);
     if (c->closing)
       return;
     if (!c->writing) {  /* the kernel took it all at once: carry on parsing */
@@ -563,199 +514,15 @@ static void conn_process(sq_conn_t *c)
     c->want_close = 1;
   if (!c->want_close && !c->in_message && c->timer_mode != T_IDLE)
     timer_set(c, T_IDLE, c->env->cfg->limits.keepalive_timeout);
-  conn_flush(c);
+  sq__conn_flush(c);
 }
 
-/* ---- responses --------------------------------------------------------------------------- */
-
-void sq_conn_response_begin(sq_conn_t *c, int status)
+void sq__conn_next_request(sq_conn_t *c)
 {
-  assert(c->in_handler);
-  c->resp_mark = c->out.len;
-  c->resp_status = status;
-  c->own_date = c->own_server = 0;
-  sq_http_status_line(&c->out, status);
-}
-
-void sq_conn_response_content_type(sq_conn_t *c, const char *value, size_t vlen)
-{
-  sq_http_header(&c->out, "Content-Type", 12, value, vlen);
-}
-
-int sq_conn_response_header(sq_conn_t *c, const char *name, size_t nlen, const char *value, size_t vlen)
-{
-  if (!sq_http_header_ok(name, nlen, value, vlen))
-    return -1;
-  if (sq_http_header_reserved(name, nlen)) {
-    if (nlen == 10 && vlen == 5 && sq_http_casecmp(value, "close", 5) == 0)
-      c->req.keep_alive = 0;  /* a handler may ask to close; framing stays ours */
-    return 0;
-  }
-  /* A handler's Date or Server replaces the host's rather than repeating it: two Date fields
-   * make the message invalid (RFC 9110 6.6.1 allows one). */
-  if (nlen == 4 && sq_http_casecmp(name, "date", 4) == 0)
-    c->own_date = 1;
-  else if (nlen == 6 && sq_http_casecmp(name, "server", 6) == 0)
-    c->own_server = 1;
-  sq_http_header(&c->out, name, nlen, value, vlen);
-  return 0;
-}
-
-void sq_conn_response_abort(sq_conn_t *c) { c->out.len = c->resp_mark; }
-
-static void access_log(sq_conn_t *c, size_t body_len)
-{
-  const sq_req_t *r = &c->req;
-  char line[2048], when[32];
-  time_t now = time(NULL);
-  struct tm tm;
-  gmtime_r(&now, &tm);
-  strftime(when, sizeof when, "%d/%b/%Y:%H:%M:%S +0000", &tm);
-  uint64_t ms = uv_now(c->env->loop) - r->start_ms;
-  int url = r->url_len > 1024 ? 1024 : (int)r->url_len;
-  int n = snprintf(line, sizeof line, "%s - - [%s] \"%s %.*s HTTP/1.%d\" %d %zu %.3f\n", c->peer, when,
-                   r->method, url, r->head.data, r->http_minor, c->resp_status, body_len, ms / 1000.0);
-  if (n > (int)sizeof line - 1)
-    n = (int)sizeof line - 1;
-  sq_log_access(line, (size_t)n);
-}
-
-/* Ends the head: the host's own headers, the framing and the blank line. A fixed-length response
- * passes its body's length in *len; a streamed one passes NULL and gets chunked framing on
- * HTTP/1.1, or none on HTTP/1.0 (its body ends with the connection). Returns whether the
- * connection stays open after this response. */
-static int end_head(sq_conn_t *c, int bodiless, const size_t *len)
-{
-  const sq_req_t *r = &c->req;
-  int keep = r->keep_alive && !c->env->draining && !c->eof;
-  if (!c->own_server)
-    sq_buf_append(&c->out, "Server: squall\r\n", 16);
-  if (!c->own_date) {
-    const char *date = date_line(c->env);
-    sq_buf_append(&c->out, date, strlen(date));
-  }
-  if (bodiless) {
-    /* 304's Content-Length would have to be the 200's (RFC 9110 8.6): leave it out */
-  } else if (len) {
-    sq_http_content_length(&c->out, *len);
-  } else if (r->http_minor >= 1) {
-    sq_buf_append(&c->out, "Transfer-Encoding: chunked\r\n", 28);
-    c->chunked = 1;
-  } else if (!r->is_head) {
-    keep = 0;  /* HTTP/1.0 has no chunks: the close ends the body */
-  }
-  if (!keep)
-    sq_buf_append(&c->out, "Connection: close\r\n\r\n", 21);
-  else if (r->http_minor == 0)
-    sq_buf_append(&c->out, "Connection: keep-alive\r\n\r\n", 26);
-  else
-    sq_buf_append(&c->out, "\r\n", 2);
-  return keep;
-}
-
-/* The response has ended: on to the next pipelined request, unless the caller is on_request
- * itself, whose conn_process carries on once it returns. */
-static void response_done(sq_conn_t *c, int keep, size_t body_len)
-{
-  if (sq_log_access_enabled())
-    access_log(c, body_len);
-  c->in_handler = 0;
-  c->streaming = c->chunked = c->no_body = c->want_writable = 0;
-  c->handler = NULL;
-  c->hreq = NULL;
-  if (!keep)
-    c->want_close = 1;
   if (c->dispatching)
-    return;
+    return;  /* conn_process, further up this stack, carries on once on_request returns */
   resume_reading(c);
   conn_process(c);
-}
-
-/* 204 and 304 have no body by definition (RFC 9110 15.3.5, 15.4.5): a body here would be read as
- * the start of the next response. */
-static int bodiless_status(int status) { return status == 204 || status == 304; }
-
-void sq_conn_response_end(sq_conn_t *c, const char *body, size_t len)
-{
-  assert(c->in_handler && !c->streaming);
-  int bodiless = bodiless_status(c->resp_status);
-  if (bodiless)
-    len = 0;
-  int keep = end_head(c, bodiless, &len);
-  /* The fast path: head and body in one buffer, so they leave in one write. */
-  if (!c->req.is_head && !bodiless)
-    sq_buf_append(&c->out, body, len);
-  response_done(c, keep, len);
-}
-
-void sq_conn_response_start(sq_conn_t *c)
-{
-  assert(c->in_handler && !c->streaming);
-  int bodiless = bodiless_status(c->resp_status);
-  c->streaming = 1;
-  c->body_bytes = 0;
-  c->no_body = bodiless || c->req.is_head;
-  if (!end_head(c, bodiless, NULL))
-    c->want_close = 1;  /* decided now: the head says so; nothing more is parsed meanwhile */
-}
-
-/* Output the kernel has not taken yet, as far as this connection can tell. */
-static size_t unsent(const sq_conn_t *c) { return c->out.len + c->wbuf.len; }
-
-int sq_conn_response_write(sq_conn_t *c, const char *data, size_t len)
-{
-  assert(c->in_handler && c->streaming);
-  if (c->closing)
-    return -1;
-  /* A chunk of size 0 would end the body: an empty write is no chunk at all. */
-  if (len > 0 && !c->no_body) {
-    c->body_bytes += len;
-    if (c->chunked) {
-      char size[24];
-      int n = snprintf(size, sizeof size, "%zx\r\n", len);
-      sq_buf_append(&c->out, size, (size_t)n);
-      sq_buf_append(&c->out, data, len);
-      sq_buf_append(&c->out, "\r\n", 2);
-    } else {
-      sq_buf_append(&c->out, data, len);
-    }
-    /* A streamed piece leaves at once (an event stream must not sit in a buffer). A failure
-     * closes the connection here; the handler learns it from the -1, not from on_close, since it
-     * is inside this call and must not be re-entered. */
-    c->in_write = 1;
-    conn_flush(c);
-    c->in_write = 0;
-    if (c->closing)
-      return -1;
-  }
-  if (unsent(c) > SQ_STREAM_HIGH_BYTES) {
-    c->want_writable = 1;
-    return 1;
-  }
-  return 0;
-}
-
-void sq_conn_response_finish(sq_conn_t *c)
-{
-  assert(c->in_handler && c->streaming);
-  if (c->chunked && !c->no_body)
-    sq_buf_append(&c->out, "0\r\n\r\n", 5);
-  /* The connection closes after a body its close delimits, or one that a drain interrupted. */
-  int keep = !c->want_close && !c->env->draining && !c->eof;
-  size_t n = c->body_bytes;
-  response_done(c, keep, n);
-}
-
-int sq_conn_response_started(const sq_conn_t *c) { return c->in_handler && c->streaming; }
-
-void sq_conn_response_fail(sq_conn_t *c)
-{
-  assert(c->in_handler && c->streaming);
-  c->in_handler = 0;  /* the handler is done with it: no on_close */
-  c->streaming = c->chunked = c->no_body = c->want_writable = 0;
-  c->handler = NULL;
-  c->hreq = NULL;
-  conn_close(c);
 }
 
 /* ---- writing and closing ----------------------------------------------------------------- */
@@ -770,10 +537,10 @@ static void on_write(uv_write_t *req, int status)
   if (c->closing)
     return;
   if (status < 0) {
-    conn_close(c);
+    sq__conn_close(c);
     return;
   }
-  conn_flush(c);
+  sq__conn_flush(c);
   if (c->closing)
     return;
   if (!c->writing) {
@@ -785,13 +552,13 @@ static void on_write(uv_write_t *req, int status)
     }
   }
   /* Last, since the handler may end the response (and the next request begin) from in here. */
-  if (c->want_writable && !c->closing && unsent(c) < SQ_STREAM_LOW_BYTES) {
+  if (c->want_writable && !c->closing && sq__conn_unsent(c) < SQ_STREAM_LOW_BYTES) {
     c->want_writable = 0;
     c->handler->on_writable(c->hreq, c);
   }
 }
 
-static void conn_flush(sq_conn_t *c)
+void sq__conn_flush(sq_conn_t *c)
 {
   if (c->writing || c->closing)
     return;
@@ -815,7 +582,7 @@ static void conn_flush(sq_conn_t *c)
     return;
   }
   if (n < 0 && n != UV_EAGAIN) {
-    conn_close(c);
+    sq__conn_close(c);
     return;
   }
   if (n > 0) {
@@ -831,7 +598,7 @@ static void conn_flush(sq_conn_t *c)
   c->wreq.data = c;
   if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
     c->writing = 0;
-    conn_close(c);
+    sq__conn_close(c);
     return;
   }
   c->send_left = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
@@ -844,7 +611,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
   if (c->closing)
     return;
   if (status < 0 || c->eof) {
-    conn_close(c);
+    sq__conn_close(c);
     return;
   }
   timer_set(c, T_LINGER, SQ_LINGER_MS / 1000.0);
@@ -860,14 +627,14 @@ static void finish_close(sq_conn_t *c)
   if (c->lingering || c->closing)
     return;
   if (c->eof) {
-    conn_close(c);
+    sq__conn_close(c);
     return;
   }
   c->sreq.data = c;
   c->lingering = 1;  /* from here on: a drain's conn_flush must not shut down twice */
   timer_set(c, T_NONE, 0);
   if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
-    conn_close(c);
+    sq__conn_close(c);
 }
 
 static void conn_fail(sq_conn_t *c, int status)
@@ -878,12 +645,12 @@ static void conn_fail(sq_conn_t *c, int status)
    * its target has begun (url_len); before that it is still the previous request's. */
   int head = c->in_message && c->req.url_len > 0 && c->parser.method == HTTP_HEAD;
   c->in_message = 0;
-  sq_http_simple_response(&c->out, status, date_line(c->env), 1, head);
+  sq_http_simple_response(&c->out, status, sq__conn_date_line(c->env), 1, head);
   if (sq_log_enabled(SQ_LOG_DEBUG))
     sq_log(SQ_LOG_DEBUG, "worker %d: %s: %d %s (%s)", c->env->id, c->peer, status, sq_http_reason(status),
            llhttp_get_error_reason(&c->parser) ? llhttp_get_error_reason(&c->parser) : "timeout");
   c->want_close = 1;
-  conn_flush(c);
+  sq__conn_flush(c);
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -909,7 +676,7 @@ static void on_handle_closed(uv_handle_t *h)
   env->on_closed(env);
 }
 
-static void conn_close(sq_conn_t *c)
+void sq__conn_close(sq_conn_t *c)
 {
   if (c->closing)
     return;
@@ -927,7 +694,7 @@ static void conn_close(sq_conn_t *c)
 void sq_conn_shutdown(sq_conn_t *c, int force)
 {
   if (force) {
-    conn_close(c);
+    sq__conn_close(c);
     return;
   }
   /* A request being answered or still arriving is in flight: it gets its response, and
@@ -936,7 +703,7 @@ void sq_conn_shutdown(sq_conn_t *c, int force)
   if (c->in_handler || c->in_message || c->closing)
     return;
   c->want_close = 1;
-  conn_flush(c);
+  sq__conn_flush(c);
 }
 
 /* ---- accepting --------------------------------------------------------------------------- */
@@ -995,7 +762,7 @@ sq_conn_t *sq_conn_accept(sq_conn_env_t *env, uv_stream_t *listener)
 {
   sq_conn_t *c = conn_new(env);
   if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0) {
-    conn_close(c);
+    sq__conn_close(c);
     return NULL;
   }
   conn_start(c);

@@ -2,6 +2,7 @@
  * handler answers requests that a client writes into the other end of a socketpair, with nothing
  * of Lua or of the worker involved. */
 #include "../../server/http_conn.c"
+#include "../../server/http_response.c"
 #include "../../server/http_msg.c"
 #include "../../server/log.c"
 
