@@ -150,7 +150,8 @@ static void rig_close(void)
 {
   if (rig.fake.closed_conns == 0)
     sq_conn_shutdown(rig.c, 1);
-  close(rig.client);
+  if (rig.client >= 0)
+    close(rig.client);
   uv_run(&rig.loop, UV_RUN_DEFAULT);
   CHECK(rig.fake.closed_conns == 1);
   CHECK(rig.env.nconns == 0 && rig.env.conns == NULL);
@@ -275,6 +276,29 @@ static void on_close_tells_the_waiting_handler_that_the_peer_left(void)
   rig_close();
 }
 
+static void a_failed_write_returns_minus_one_and_on_close_does_not_follow(void)
+{
+  rig_open(ANSWER_LATER);
+  rig_send("GET /gone HTTP/1.1\r\nHost: x\r\n\r\n");
+  rig_run(closed);  /* the request reaches the handler, which waits */
+  CHECK(rig.fake.requests == 1);
+  sq_conn_t *c = rig.fake.waiting;
+  /* The client goes, and the handler writes before the loop has read the EOF: the write itself
+   * fails, and says so instead of calling on_close from inside the handler's own call. */
+  close(rig.client);
+  rig.client = -1;
+  sq_conn_response_begin(c, 200);
+  sq_conn_response_start(c);
+  char *big = malloc(BIG_PIECE);
+  memset(big, BIG_PIECE_BYTE, BIG_PIECE);
+  CHECK(sq_conn_response_write(c, big, BIG_PIECE) == -1);
+  free(big);
+  uv_run(&rig.loop, UV_RUN_DEFAULT);
+  CHECK(rig.fake.closes == 0);
+  CHECK(rig.fake.closed_conns == 1);
+  rig_close();
+}
+
 int main(void)
 {
   signal(SIGPIPE, SIG_IGN);
@@ -284,5 +308,6 @@ int main(void)
   RUN(streamed_body_on_http10_ends_with_the_close);
   RUN(a_write_over_the_high_water_mark_waits_for_on_writable);
   RUN(on_close_tells_the_waiting_handler_that_the_peer_left);
+  RUN(a_failed_write_returns_minus_one_and_on_close_does_not_follow);
   return TEST_SUMMARY();
 }
