@@ -65,7 +65,8 @@ local task_mt = { __index = Task }
 function _M.spawn(fn, ...)
   if type(fn) ~= "function" then error("squall.spawn: expected a function", 2) end
   local c = host()
-  -- The host fills in done, results and waiters itself if the task is stopped (fail_handle).
+  -- The host fills in done, results and waiters itself if the task is stopped (spawned_abandoned,
+  -- server/lua_core.c).
   local task = setmetatable({ done = false, waiters = {} }, task_mt)
   c.spawn(task, function(...)
     task.results = pack(pcall(fn, ...))
