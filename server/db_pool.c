@@ -32,6 +32,7 @@
 #define SQ_BACKOFF_MIN_MS 100
 #define SQ_BACKOFF_MAX_MS 5000
 
+static const char SHUTTING_DOWN[] = "the server is shutting down";
 static const char LOST_IN_TX[] = "the connection was lost during the transaction; it was rolled back";
 
 static sq_db_pool_t *pool_of(sq_db_conn_t *c) { return c->t->pool; }
@@ -427,7 +428,7 @@ static void stop_thread(sq_db_thread_t *t)
         t->pool->busy--;
         uv_mutex_unlock(&t->pool->lock);
       }
-      sq__db_job_error(c->job, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", "the server is shutting down");
+      sq__db_job_error(c->job, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", SHUTTING_DOWN);
       sq__db_outbox_add(&t->out, c->job);
       c->job = NULL;
     }
@@ -437,7 +438,7 @@ static void stop_thread(sq_db_thread_t *t)
     sq_db_job_t *left = c->q_head;
     c->q_head = c->q_tail = NULL;
     uv_mutex_unlock(&t->pool->lock);
-    fail_list(left, &t->out, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", "the server is shutting down");
+    fail_list(left, &t->out, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", SHUTTING_DOWN);
   }
   sq__db_outbox_flush(&t->out);
   uv_walk(&t->loop, close_handle, NULL);
@@ -602,11 +603,12 @@ sq_db_pool_t *sq_db_pool_start(const sq_db_config_t *cfg)
   return p;
 }
 
-void sq_db_pool_stop(sq_db_pool_t *p)
+void sq_db_pool_cancel(sq_db_pool_t *p)
 {
   if (!p)
     return;
   uv_mutex_lock(&p->lock);
+  int already = p->stop;
   p->stop = 1;
   sq_db_job_t *left = NULL, *left_tail = NULL;
   for (int s = 0; s < p->nservers; s++) {
@@ -617,11 +619,19 @@ void sq_db_pool_stop(sq_db_pool_t *p)
   }
   uv_mutex_unlock(&p->lock);
   sq_db_outbox_t out = {0};
-  fail_list(left, &out, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", "the server is shutting down");
+  fail_list(left, &out, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", SHUTTING_DOWN);
   sq__db_outbox_flush(&out);
   sq__db_outbox_free(&out);
-  for (int k = 0; k < p->nthreads; k++)
-    uv_async_send(&p->threads[k].wake);
+  if (!already)
+    for (int k = 0; k < p->nthreads; k++)
+      uv_async_send(&p->threads[k].wake);
+}
+
+void sq_db_pool_stop(sq_db_pool_t *p)
+{
+  if (!p)
+    return;
+  sq_db_pool_cancel(p);
   for (int k = 0; k < p->nthreads; k++) {
     sq_db_thread_t *t = &p->threads[k];
     uv_thread_join(&t->tid);
@@ -671,13 +681,24 @@ int sq_db_submit(sq_db_pool_t *p, sq_db_job_t *j)
   sq_db_thread_t *t;
   j->queued_ns = uv_hrtime();
   uv_mutex_lock(&p->lock);
+  if (p->stop) {
+    /* Cancelled: no thread takes jobs any more, pinned ones included. The failure still goes
+     * through the sink, so that the caller waits for it as for any answer. */
+    uv_mutex_unlock(&p->lock);
+    sq_db_outbox_t out = {0};
+    j->next = NULL;
+    fail_list(j, &out, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", SHUTTING_DOWN);
+    sq__db_outbox_flush(&out);
+    sq__db_outbox_free(&out);
+    return 0;
+  }
   if (j->conn) {
     /* Pinned work never waits behind other requests and never counts against max_queue. */
     sq__db_push(&j->conn->q_head, &j->conn->q_tail, j);
     t = j->conn->t;
   } else {
     sq_db_server_t *srv = &p->servers[0];
-    if (srv->queued >= srv->cfg.max_queue || p->stop) {
+    if (srv->queued >= srv->cfg.max_queue) {
       p->exhausted++;
       uv_mutex_unlock(&p->lock);
       return -1;
