@@ -28,6 +28,7 @@
 #include "lua_client.h"
 #include "lua_crypto.h"
 #include "lua_json.h"
+#include "paths.h"
 #include "lua_db.h"
 #include "mem.h"
 #include "reload.h"
@@ -780,9 +781,7 @@ static int open_core(lua_State *L)
 
 static void set_package_path(lua_State *L, const sq_config_t *cfg)
 {
-  const char *libdir = getenv("SQUALL_LUA_DIR");
-  if (!libdir || !*libdir)
-    libdir = SQ_LUA_DIR;
+  const char *libdir = sq_lua_dir();
   lua_getglobal(L, "package");
   lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s/?.lua;%s/?/init.lua;", cfg->scripts, cfg->scripts, libdir, libdir);
   lua_getfield(L, -2, "path");
