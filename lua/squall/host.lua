@@ -105,7 +105,9 @@ end
 -- itself gives a plain 500 (logged), never a loop through the handlers again.
 local function run(app, req, debug_mode)
   local status, ctype, rbody, rheaders, log_message, repeat_key, framework = respond(app, req, debug_mode)
-  if not (app.afters or app.error_handlers) then
+  -- Without after hooks only an error the framework made can need the app: the usual path pays
+  -- one field test.
+  if not (app.afters or (app.error_handlers and framework and status >= 400)) then
     return status, ctype, rbody, rheaders, log_message, repeat_key
   end
   local ok, s2, c2, b2, h2 = xpcall(app.finish, on_error, app, req, status, ctype, rbody, rheaders, framework)

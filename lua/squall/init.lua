@@ -257,6 +257,11 @@ function _M.cors(opts)
   return require("squall.cors")(opts)
 end
 
+-- squall.session{...}: a session in a signed cookie, as req:session() (lua/squall/session.lua).
+function _M.session(opts)
+  return require("squall.session").new(opts)
+end
+
 -- Runs the matching handler; returns status, content_type, body, headers.
 function App:handle(req)
   if self.befores then
