@@ -6,6 +6,7 @@
 --   return app
 
 local router = require "squall.router"
+local context = require "squall.context"
 local request = require "squall.request"
 local response = require "squall.response"
 
@@ -18,6 +19,15 @@ local _M = { _VERSION = "0.1.0" }
 local HttpError = {}
 HttpError.__index = HttpError
 HttpError.__tostring = function(e) return "HTTP " .. e.status .. ": " .. tostring(e.message) end
+
+-- The error squall.abort raises, for code that adds fields of its own before raising it
+-- (squall.model's validation errors: a 422 when uncaught, their `errors` readable when caught).
+function _M.http_error(status, message, headers)
+  if type(status) ~= "number" or status < 100 or status > 999 then
+    error("squall: an HTTP status must be a number from 100 to 999", 2)
+  end
+  return setmetatable({ status = status, message = message, headers = headers }, HttpError)
+end
 
 -- Ends the request with `status`. A string message is the text body; a table is sent as JSON.
 function _M.abort(status, message, headers)
@@ -67,8 +77,11 @@ function _M.spawn(fn, ...)
   local c = host()
   -- The host fills in done, results and waiters itself if the task is stopped (fail_handle).
   local task = setmetatable({ done = false, waiters = {} }, task_mt)
+  local ctx = context.inherit()
   c.spawn(task, function(...)
+    context.enter(ctx)
     task.results = pack(pcall(fn, ...))
+    context.leave()
     task.done = true
     local waiters = task.waiters
     task.waiters = nil
