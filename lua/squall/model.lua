@@ -174,9 +174,16 @@ function Row:save()
   end
   local cols = rows.changes(self)
   if #cols == 0 then return false end
-  if m.timestamps then stamp(m, self, { m.timestamps[2] }) end
+  local stamped = m.timestamps and m.timestamps[2]
+  if stamped then stamp(m, self, { stamped }) end
   local vals
   cols, vals = rows.changes(self)
+  -- Within the second the row was created or last saved the stamp is the same value; it is
+  -- still written, so the UPDATE's shape does not depend on the clock.
+  if stamped and rows.to_db(m, stamped, self[stamped]) == st.saved[stamped] then
+    cols[#cols + 1] = stamped
+    vals[#vals + 1] = rows.to_db(m, stamped, self[stamped])
+  end
   local sets = {}
   for i, c in ipairs(cols) do sets[i] = ident(c, "column") .. " = ?" end
   vals[#vals + 1] = st.saved[m.pk]

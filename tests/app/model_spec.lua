@@ -228,4 +228,240 @@ describe("squall.model", function()
       assert.is_true(list[1].author.name > list[2].author.name and list[2].author.name > list[3].author.name)
     end)
   end)
+
+  describe("queries", function()
+    it("filters by equality, lists, NULL and comparisons, all bound as parameters", function()
+      blog(6, 0)
+      local n, sql = t.count_queries(function()
+        assert.equal(2, Post:where { score = { 2, 4 } }:count())
+        assert.equal(6, Post:where { m_user_id = { null = false } }:count())
+        assert.equal(0, Post:where { m_user_id = db.null }:count())
+        assert.equal(3, Post:where { score = { gt = 1, lte = 4 } }:count())
+        assert.equal(3, Post:where { published = true }:count())       -- a boolean column
+        assert.equal(5, Post:where { score = { ne = 3 } }:count())
+        assert.equal(4, Post:where { score = { not_in = { 1, 2 } } }:count())
+        assert.equal(1, Post:where { title = { like = "post 6%" } }:count())
+        assert.equal(2, Post:where("score > ? OR title = ?", 5, "post 1"):count())
+        assert.equal(0, Post:where { score = {} }:count())                -- an empty list matches nothing
+      end)
+      assert.equal(10, n)
+      for _, q in ipairs(sql) do assert.not_matches("post %d", q) end  -- no value in the SQL text
+    end)
+
+    it("keeps injection attempts in where as data", function()
+      blog(2, 0)
+      assert.equal(0, Post:where { title = "x' OR '1'='1" }:count())
+      assert.equal(0, Post:where { title = { "1) OR (1=1", "' OR 1=1 -- " } }:count())
+      assert.equal(0, Post:where { score = { like = "%' OR '1'='1" } }:count())
+      assert.has_error(function() Post:where { ["title` = title OR `1"] = 1 } end)
+      assert.has_error(function() Post:order_by("id; DROP TABLE m_posts") end)
+      assert.has_error(function() Post:order_by("(SELECT 1)") end)
+      assert.equal(2, Post:count())
+    end)
+
+    it("orders, limits and offsets; first, find and exists", function()
+      blog(5, 0)
+      local list = Post:order_by("score desc"):limit(2):offset(1):all()
+      assert.same({ 4, 3 }, { list[1].score, list[2].score })
+      assert.equal(1, Post:first().score)                                 -- by primary key
+      assert.equal(5, Post:order_by("score", "desc"):first().score)
+      assert.equal(2, #Post:offset(3):all())
+      local p = Post:first()
+      assert.equal(p, Post:find(p.id))                                    -- one object per row
+      assert.is_nil(Post:find(0))
+      assert.is_true(Post:where { score = 5 }:exists())
+      assert.is_false(Post:where { score = 6 }:exists())
+      local base = Post:where { published = true }
+      assert.equal(2, base:count())
+      assert.equal(1, base:where { score = 2 }:count())                   -- refining copies
+      assert.equal(2, base:count())
+    end)
+
+    it("paginates: items, total and pages, empty, last page and out of range", function()
+      assert.same({ total = 0, pages = 0, page = 1, per_page = 2, n = 0 }, (function()
+        local pg = Post:paginate(1, 2)
+        return { total = pg.total, pages = pg.pages, page = pg.page, per_page = pg.per_page, n = #pg.items }
+      end)())
+      blog(5, 0)
+      local pg
+      assert.queries(2, function() pg = Post:paginate(1, 2) end)          -- a full page: COUNT too
+      assert.same({ 2, 5, 3 }, { #pg.items, pg.total, pg.pages })
+      assert.queries(1, function() pg = Post:paginate(3, 2) end)          -- the last page tells the total
+      assert.same({ 1, 5, 3, 5 }, { #pg.items, pg.total, pg.pages, pg.items[1].score })
+      pg = Post:paginate(9, 2)
+      assert.same({ 0, 5, 3, 9 }, { #pg.items, pg.total, pg.pages, pg.page })
+      assert.equal("[]", require("squall.json").encode(pg.items))
+      pg = Post:paginate("junk", 2)
+      assert.same({ 1, 1 }, { pg.page, pg.items[1].score })
+      assert.equal(1, Post:paginate(-3, 2).page)
+      pg = Post:where { score = { gte = 2 } }:order_by("score desc"):paginate(2, 3)
+      assert.same({ 1, 4, 2 }, { #pg.items, pg.total, pg.pages })
+      assert.has_error(function() Post:paginate(1, 0) end)
+    end)
+  end)
+
+  describe("writes", function()
+    it("creates with timestamps in UTC, and updates only the changed columns", function()
+      local u = User:create { name = "ann", settings = { theme = "dark" } }
+      assert.is_number(u.id)
+      assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ$", u.created_at)
+      local utc = db.query("SELECT DATE_FORMAT(UTC_TIMESTAMP(), '%Y-%m-%dT%H:%i') AS t")[1].t
+      assert.equal(utc, u.created_at:sub(1, 16))
+      local row = db.query("SELECT created_at, active FROM m_users WHERE id = ?", u.id)[1]
+      assert.equal(u.created_at, row.created_at:gsub(" ", "T") .. "Z")
+      local _, sql = t.count_queries(function()
+        u.name = "bea"
+        assert.is_true(u:save())
+      end)
+      assert.matches("^UPDATE `m_users` SET `name` = %?, `updated_at` = %? WHERE `id` = %?$", sql[1])
+      assert.queries(0, function() assert.is_false(u:save()) end)       -- nothing changed
+      u.settings.theme = "light"                                          -- a JSON table edited in place
+      _, sql = t.count_queries(function() u:save() end)
+      assert.matches("SET `settings` = ?", sql[1], 1, true)
+      assert.same({ theme = "light" }, User:find(u.id).settings)
+      u:update { email = "bea@example.com" }
+      assert.equal("bea@example.com", db.query("SELECT email FROM m_users WHERE id = ?", u.id)[1].email)
+    end)
+
+    it("deletes, and a deleted row is gone from the identity map", function()
+      local u = user()
+      u:delete()
+      assert.is_nil(User:find(u.id))
+      assert.has_error(function() u:delete() end)
+      blog(3, 0)
+      assert.equal(2, Post:where { score = { lte = 2 } }:delete_all())
+      assert.equal(1, Post:count())
+      assert.equal(1, Post:where { score = 3 }:update_all { title = "renamed" })
+      assert.equal("renamed", Post:first().title)
+    end)
+
+    it("raises a 422 with messages per field, and a handler's uncaught one is sent as is", function()
+      local ok, err = pcall(User.create, User, { name = "", email = "not an email" })
+      assert.is_false(ok)
+      assert.is_true(model.is_invalid(err))
+      assert.equal(422, err.status)
+      assert.same({ name = { "is required" }, email = { "has an invalid format" } }, err.errors)
+      local u = user()
+      u.name = string.rep("x", 51)
+      assert.same({ name = { "must be at most 50 characters" } }, User:errors(u))
+      assert.has_error(function() u:save() end)
+      local app = squall.app()
+      app:post("/users", function(req) return 201, User:create(req:json()) end)
+      local res = t.dispatch(app, "POST", "/users", { json = { email = "a@b" } })
+      assert.equal(422, res.status)
+      assert.same({ errors = { name = { "is required" } } }, res:json())
+      res = t.dispatch(app, "POST", "/users", { json = { name = "cy" } })
+      assert.equal(201, res.status)
+      assert.equal("cy", res:json().name)
+    end)
+
+    it("raises a duplicate key error naming the unique key and its columns, not the value", function()
+      user { email = "dup@example.com" }
+      local ok, err = pcall(User.create, User, { name = "x", email = "dup@example.com" })
+      assert.is_false(ok)
+      assert.is_true(model.is_duplicate(err))
+      assert.equal("m_users_email", err.key)
+      assert.same({ "email" }, err.columns)
+      assert.same({ email = { "is already taken" } }, err.errors)
+      assert.equal(422, err.status)
+      assert.not_matches("dup@example.com", err.detail, 1, true)
+    end)
+  end)
+
+  describe("transactions and identity", function()
+    it("rolls model writes back with the transaction, and forgets the rolled-back objects", function()
+      local ok = pcall(db.transaction, function()
+        User:create { name = "gone" }
+        assert.equal(1, User:where { name = "gone" }:count())
+        error("undo")
+      end)
+      assert.is_false(ok)
+      assert.equal(0, User:where { name = "gone" }:count())
+      local u = user { name = "kept" }
+      pcall(db.transaction, function()
+        local same = User:find(u.id)
+        assert.equal(u, same)
+        same.name = "changed"
+        same:save()
+        error("undo")
+      end)
+      local fresh = User:find(u.id)
+      assert.are_not.equal(u, fresh)                                      -- the map was dropped
+      assert.equal("kept", fresh.name)
+    end)
+
+    it("gives one object per row within a request, refreshed but keeping unsaved changes", function()
+      local u = user { name = "one" }
+      local a = User:find(u.id)
+      assert.equal(u, a)
+      db.query("UPDATE m_users SET name = 'two', email = 'e@x' WHERE id = ?", u.id)
+      u.email = "mine@x"
+      local b = User:where { id = u.id }:first()
+      assert.equal(u, b)
+      assert.equal("two", b.name)                                          -- refreshed
+      assert.equal("mine@x", b.email)                                      -- not overwritten
+      assert.same({ "email" }, b:changed())
+    end)
+  end)
+
+  describe("types", function()
+    it("reads booleans, JSON and ISO-8601 datetimes as declared, and writes them back", function()
+      local id = db.query("INSERT INTO m_users (name, active, settings, created_at) VALUES ('t', 0, ?, ?)",
+                          '{"a":[1,2]}', "2024-05-01 12:30:00").insert_id
+      local u = User:find(id)
+      assert.is_false(u.active)
+      assert.same({ a = { 1, 2 } }, u.settings)
+      assert.equal("2024-05-01T12:30:00Z", u.created_at)
+      assert.equal(db.null, u.updated_at)
+      u.active = true
+      u.created_at = "2024-06-01T00:00:00Z"
+      u:save()
+      local row = db.query("SELECT active, created_at FROM m_users WHERE id = ?", id)[1]
+      assert.same({ 1, "2024-06-01 00:00:00" }, { row.active, row.created_at })
+      assert.equal(1, User:where { active = true, id = id }:count())
+    end)
+  end)
+end)
+
+-- Outside the shared test transaction, so that a model query that did not join db.transaction
+-- would run on another connection and not see the uncommitted row. Every test rolls back.
+describe("squall.model in db.transaction", function()
+  before_each(function() context.reset() end)
+
+  it("joins the transaction without a tx argument, also from a spawned task; the pool does not see it", function()
+    local seen = {}
+    local ok, err = pcall(db.transaction, function()
+      User:create { name = "in tx only" }
+      seen.model = User:where { name = "in tx only" }:count()
+      seen.pool = db.query("SELECT COUNT(*) AS n FROM m_users WHERE name = 'in tx only'")[1].n
+      seen.task = squall.spawn(function() return User:where { name = "in tx only" }:count() end):wait()
+      error("roll back")
+    end)
+    assert.is_false(ok)
+    assert.matches("roll back", tostring(err))
+    assert.same({ model = 1, pool = 0, task = 1 }, seen)
+    assert.equal(0, User:where { name = "in tx only" }:count())
+  end)
+
+  it("joins a nested transaction (savepoint) and keeps the outer one's rows when it rolls back", function()
+    local seen = {}
+    pcall(db.transaction, function(tx)
+      User:create { name = "outer" }
+      pcall(tx.transaction, tx, function()
+        User:create { name = "inner" }
+        error("undo the inner one")
+      end)
+      seen.outer = User:where { name = "outer" }:count()
+      seen.inner = User:where { name = "inner" }:count()
+      error("roll back")
+    end)
+    assert.same({ outer = 1, inner = 0 }, seen)
+    assert.equal(0, User:where { name = { "outer", "inner" } }:count())
+  end)
+
+  it("uses the pool again once the transaction has ended", function()
+    db.transaction(function() end)
+    assert.is_nil(db.current_transaction())
+    assert.equal(0, User:where { name = "nobody" }:count())
+  end)
 end)
