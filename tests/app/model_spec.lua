@@ -216,6 +216,40 @@ describe("squall.model", function()
       assert.is_string(list[1].author.name)
     end)
 
+    it("explains a lazy load inside a string.gsub callback the same way", function()
+      blog(1, 0)
+      local post = Post:first()
+      local ok, err = pcall(string.gsub, "x", "x", function() return post.author.name end)
+      assert.is_false(ok)
+      assert.matches("inside a C function", err, 1, true)
+    end)
+
+    it("finds a belongs_to row by a foreign key set as a string (a route parameter)", function()
+      local u = user { name = "dee" }
+      local p = Post:new { title = "t" }
+      p.m_user_id = tostring(u.id)
+      assert.equal("dee", p.author.name)
+      p:save()
+      assert.equal(u.id, db.query("SELECT m_user_id FROM m_posts WHERE id = ?", p.id)[1].m_user_id)
+    end)
+
+    it("takes a model as a relation's target, and reports lazy loads that ran row by row", function()
+      local Owned = model.define("owned_posts", { table = "m_posts",
+        relations = { writer = { belongs_to = User, foreign_key = "m_user_id" } } })
+      blog(3, 0)
+      for _, p in ipairs(Post:all()) do
+        assert.is_string(Owned:find(p.id).writer.name)    -- find in a loop: one row per lazy load
+      end
+      assert.same({ ["owned_posts.writer"] = 3 }, model.report())
+    end)
+
+    it("does not write a field named like a relation", function()
+      local u = user()
+      local p = Post:create { m_user_id = u.id, title = "t" }
+      p.comments = { "not a column" }
+      assert.queries(0, function() assert.is_false(p:save()) end)
+    end)
+
     it("explains a lazy load inside a table.sort comparator and points to preload", function()
       blog(3, 1)
       local list = Post:all()

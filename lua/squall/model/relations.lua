@@ -13,8 +13,8 @@ local json = require "squall.json"
 local rows = require "squall.model.rows"
 local query = require "squall.model.query"
 
-local type, pairs, ipairs, error, tostring, rawget, getmetatable =
-  type, pairs, ipairs, error, tostring, rawget, getmetatable
+local type, pairs, ipairs, error, tostring, tonumber, rawget, getmetatable =
+  type, pairs, ipairs, error, tostring, tonumber, rawget, getmetatable
 local isyieldable, unpack = coroutine.isyieldable, unpack
 local format = string.format
 
@@ -49,7 +49,11 @@ function _M.normalize(m, name, spec)
   if not rel.kind then
     error("squall.model: " .. where .. ": say which kind: belongs_to, has_one, has_many or many_to_many", 3)
   end
-  ident(rel.target, "table")
+  -- The target is a model, or a model's name for one defined later (resolved on first load).
+  if type(rel.target) == "table" then
+    rel.model, rel.target = rel.target, rel.target.name
+  end
+  if type(rel.target) ~= "string" then error("squall.model: " .. where .. ": the target must be a model or its name", 3) end
   if rel.kind == "belongs_to" then
     rel.foreign_key = spec.foreign_key or name .. "_id"
     rel.owner_col = rel.foreign_key
@@ -64,7 +68,7 @@ function _M.normalize(m, name, spec)
   if rel.kind == "many_to_many" then
     rel.through = spec.through
     ident(rel.through, "table")
-    rel.other_key = spec.other_key or singular(rel.target) .. "_id"
+    rel.other_key = spec.other_key or singular(rel.model and rel.model.table or rel.target) .. "_id"
     ident(rel.other_key, "column")
   end
   rel.where = spec.where
@@ -74,7 +78,7 @@ function _M.normalize(m, name, spec)
 end
 
 local function target(rel)
-  local t = rows.registry[rel.target]
+  local t = rel.model or rows.registry[rel.target]
   if not t then
     error(format("squall.model: relation %s needs a model named %s: define it with model.define(%q, ...)",
                  rel.name, rel.target, rel.target), 0)
@@ -82,20 +86,34 @@ local function target(rel)
   return t
 end
 
-local function cached(row, st, name, rel)
-  local c = st.rel[name]
-  return c ~= nil and c.key == rawget(row, rel.owner_col)
-end
-
 local function usable(k)
   return k ~= nil and k ~= null
+end
+
+-- A key as the database returns it: a foreign key set from a route parameter ("5") must find
+-- the row whose id came back as 5. Integers past 2^53 come back as strings and stay strings.
+local function norm(k)
+  if type(k) == "string" then
+    local n = tonumber(k)
+    if n and tostring(n) == k then return n end
+  end
+  return k
+end
+
+local function key_of(row, col)
+  return norm(rawget(row, col))
+end
+
+local function cached(row, st, name, rel)
+  local c = st.rel[name]
+  return c ~= nil and c.key == key_of(row, rel.owner_col)
 end
 
 -- The distinct usable values of `col` in list, skipping those `skip` already has.
 local function keys_of(list, col, skip)
   local keys, seen = {}, {}
   for i = 1, #list do
-    local k = rawget(list[i], col)
+    local k = key_of(list[i], col)
     if usable(k) and not seen[k] and not (skip and skip[k]) then
       seen[k] = true
       keys[#keys + 1] = k
@@ -119,7 +137,7 @@ function loaders.belongs_to(name, rel, list)
   local keys = keys_of(list, fk, im)
   if #keys > 0 then query.new(t):where { [t.pk] = keys }:all() end
   for i = 1, #list do
-    local k = rawget(list[i], fk)
+    local k = key_of(list[i], fk)
     set(list[i], name, k, usable(k) and im[k] or nil)
   end
 end
@@ -136,7 +154,7 @@ local function owned(rel, list, found, owner_of)
     l[#l + 1] = found[i]
   end
   for i = 1, #list do
-    local k = rawget(list[i], rel.owner_col)
+    local k = key_of(list[i], rel.owner_col)
     local l = usable(k) and by[k] or json.array({})
     if rel.kind == "has_one" then
       set(list[i], rel.name, k, l[1])
@@ -155,7 +173,7 @@ local function children(_, rel, list)
   q = q:order_by(rel.order_by or t.pk)
   local found = q:all()
   local fk = rel.foreign_key
-  owned(rel, list, found, function(i) return rawget(found[i], fk) end)
+  owned(rel, list, found, function(i) return key_of(found[i], fk) end)
 end
 
 loaders.has_one = children
@@ -181,7 +199,7 @@ function loaders.many_to_many(name, rel, list)
   local res = rows.run(sql, unpack(params, 1, #params))
   local owners = {}
   for i = 1, #res do
-    owners[i] = res[i][OWNER]
+    owners[i] = norm(res[i][OWNER])
     res[i][OWNER] = nil
   end
   local found = rows.materialize(t, res)
@@ -197,8 +215,9 @@ local function strict_for(m)
   return m.strict or context.current().request.strict
 end
 
--- In debug mode, the second one-row lazy load of the same relation in a request is logged
--- once: rows fetched one by one (find in a loop) defeat batching, and the log says where.
+-- Lazy loads that ran for one row, per relation, in this request: rows fetched one by one
+-- (find in a loop) defeat batching. model.report() returns the counts; in debug mode the
+-- second one of a relation is also logged, once per request.
 local function note_single(m, name)
   local req = context.current().request
   local counts = req.single_loads
@@ -209,7 +228,7 @@ local function note_single(m, name)
   local key = m.name .. "." .. name
   local n = (counts[key] or 0) + 1
   counts[key] = n
-  if n == 2 then
+  if n == 2 and core.debug then
     core.log("warn", format("squall.model: %s loaded lazily for one row at a time, twice in this request " ..
                             "(N+1 queries); load the rows in one query or preload %q", key, name))
   end
@@ -241,9 +260,16 @@ function _M.get(row, st, name, rel)
       if s.model == m and not cached(r, s, name, rel) then list[#list + 1] = r end
     end
   end
-  if core.debug and #list == 1 then note_single(m, name) end
+  if #list == 1 then note_single(m, name) end
   load(name, rel, list)
   return st.rel[name].value
+end
+
+function _M.report()
+  local counts = context.current().request.single_loads
+  local out = {}
+  for k, n in pairs(counts or {}) do out[k] = n end
+  return out
 end
 
 -- spec: "author" | { "author", "comments" } | { author = "profile", comments = { author = true } }

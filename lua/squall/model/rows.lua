@@ -210,7 +210,8 @@ function _M.changes(row)
   local m, saved = st.model, st.saved or {}
   local cols = {}
   for col, v in pairs(row) do
-    if type(col) == "string" and type(v) ~= "function" and to_db(m, col, v) ~= saved[col] then
+    -- A field named like a relation is a value the code put there, not a column.
+    if type(col) == "string" and type(v) ~= "function" and not m.relations[col] and to_db(m, col, v) ~= saved[col] then
       cols[#cols + 1] = col
     end
   end
