@@ -251,7 +251,7 @@ Model.__index = Model
 --   relations   = { name = { belongs_to | has_one | has_many | many_to_many = "table", ... } }
 --   validate    = { field = { rules } }
 --   strict      = true: every lazy load raises (preload what you use)
--- Defining the same table again (a reload) replaces the model.
+-- Defining the same name again (a reload, a test) replaces the model for relations naming it.
 function _M.define(name, opts)
   opts = opts or {}
   if type(name) ~= "string" then error("squall.model: model.define(name, opts): name must be a string", 2) end

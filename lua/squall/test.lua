@@ -131,7 +131,12 @@ function _M.dispatch(app, method, path, opts)
   local qs = path:match("%?(.*)$") or ""
   if opts.query then qs = (qs == "" and "" or qs .. "&") .. encode_form(opts.query) end
   local req = request.new(method:upper(), path:gsub("%?.*$", ""), qs, headers, body, "1.1", "127.0.0.1", 0)
+  -- A request of its own for the handler (a fresh identity map, outside the spec's own
+  -- db.transaction), as when served; the spec's context comes back after.
+  local spec_context = context.current()
+  context.enter({ request = {} })
   local status, ctype, rbody, rheaders, log = host.run(app, req, false)
+  context.enter(spec_context)
   local res = setmetatable({ status = status, body = rbody, error = log,
                              headers = setmetatable({}, request.headers_mt) }, Response)
   for k, v in pairs(rheaders or {}) do res.headers[lower(k)] = v end
