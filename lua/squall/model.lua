@@ -222,7 +222,7 @@ function Row:reload()
                 rawget(self, m.pk))[1]
   if not r then error("squall.model: " .. m.table .. " row " .. tostring(rawget(self, m.pk)) .. " is gone", 2) end
   for k in pairs(self) do self[k] = nil end
-  st.rel = {}
+  st.rel = nil
   rows.fill(self, r)
   rows.remember(self)
   return self
@@ -262,6 +262,7 @@ function _M.define(name, opts)
                            relations = {} }, Model)
   ident(m.pk, "column")
   rows.check_types(m.types, "model " .. table_name)
+  m.typed = next(m.types) ~= nil
   if opts.timestamps == true then
     m.timestamps = { "created_at", "updated_at" }
   elseif type(opts.timestamps) == "table" then

@@ -105,7 +105,8 @@ local function key_of(row, col)
 end
 
 local function cached(row, st, name, rel)
-  local c = st.rel[name]
+  local loaded = st.rel
+  local c = loaded and loaded[name]
   return c ~= nil and c.key == key_of(row, rel.owner_col)
 end
 
@@ -123,7 +124,13 @@ local function keys_of(list, col, skip)
 end
 
 local function set(row, name, key, value)
-  getmetatable(row).rel[name] = { key = key, value = value }
+  local st = getmetatable(row)
+  local loaded = st.rel
+  if not loaded then
+    loaded = {}
+    st.rel = loaded
+  end
+  loaded[name] = { key = key, value = value }
 end
 
 local loaders = {}

@@ -103,7 +103,8 @@ _M.to_db = to_db
 -- ---- row objects ----------------------------------------------------------------------------
 
 -- The row's metatable: { __index, model, saved = { column = value as in the database } (nil for
--- a row not inserted yet), group = the rows loaded with it, rel = { name = { key, value } } }.
+-- a row not inserted yet), group = the rows loaded with it, rel = { name = { key, value } }
+-- (nil until a relation is loaded: most rows never load one) }.
 local row_index  -- set by squall.model: methods, then relations
 
 function _M.set_index(fn) row_index = fn end
@@ -113,7 +114,7 @@ function _M.state(row)
 end
 
 function _M.new(m, values)
-  local row = setmetatable({}, { __index = row_index, model = m, rel = {} })
+  local row = setmetatable({}, { __index = row_index, model = m })
   if values then
     for k, v in pairs(values) do row[k] = v end
   end
@@ -163,6 +164,13 @@ end
 local function fill(row, r)
   local st = getmetatable(row)
   local m = st.model
+  if not m.typed then
+    -- Without declared types a value is its database form: the result row itself (a fresh
+    -- table nobody else holds) is the saved copy, one table less per row.
+    for col, v in pairs(r) do row[col] = v end
+    st.saved = r
+    return
+  end
   local saved = {}
   for col, v in pairs(r) do
     local value = to_lua(m, col, v)
@@ -241,7 +249,7 @@ function _M.forget(row)
   local id = rawget(row, st.model.pk)
   if id ~= nil then identity(st.model)[id] = nil end
   st.saved = nil
-  st.rel = {}
+  st.rel = nil
 end
 
 -- After a statement that changed rows without their objects (update_all, delete_all).
