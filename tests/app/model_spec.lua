@@ -216,6 +216,25 @@ describe("squall.model", function()
       assert.is_string(list[1].author.name)
     end)
 
+    it("resolves a belongs_to inside a comparator when the request already has the rows", function()
+      blog(2, 2)
+      local posts = Post:all()
+      local comments = {}
+      for _, p in ipairs(posts) do
+        for _, c in ipairs(p.comments) do comments[#comments + 1] = c end
+      end
+      assert.queries(0, function()
+        table.sort(comments, function(x, y) return x.post.score > y.post.score end)
+      end)
+      assert.equal(2, comments[1].post.score)
+    end)
+
+    it("shares the identity map with squall.spawn tasks of the same request", function()
+      local u = user()
+      local from_task = squall.spawn(function() return User:find(u.id) end):wait()
+      assert.equal(u, from_task)
+    end)
+
     it("explains a lazy load inside a string.gsub callback the same way", function()
       blog(1, 0)
       local post = Post:first()

@@ -241,6 +241,13 @@ local function note_single(m, name)
   end
 end
 
+-- Whether loading rel for list would run a query: a belongs_to whose rows the request already
+-- has (or whose keys are NULL) needs none, and so may load where a query could not wait.
+local function needs_query(rel, list)
+  if rel.kind ~= "belongs_to" then return true end
+  return #keys_of(list, rel.foreign_key, rows.identity(target(rel))) > 0
+end
+
 -- The row's __index for a relation: its cached value, or a lazy load for the row and all its
 -- siblings that lack it.
 function _M.get(row, st, name, rel)
@@ -250,11 +257,6 @@ function _M.get(row, st, name, rel)
     error(format("squall.model: %s.%s is not loaded and %s is strict: preload it (%s:preload(rows, %q), " ..
                  "or query:preload(%q))", m.name, name, m.strict and ("model " .. m.name) or "this request",
                  m.name, name, name), 3)
-  end
-  if not isyieldable() then
-    error(format("squall.model: %s.%s is not loaded and cannot load here: this runs inside a C function " ..
-                 "(a table.sort comparator, a string.gsub callback, ...), where a query cannot wait. " ..
-                 "Load it before: %s:preload(rows, %q)", m.name, name, m.name, name), 3)
   end
   -- A row is always in its own group (materialize); one made by new/create has none.
   local list = { row }
@@ -266,6 +268,11 @@ function _M.get(row, st, name, rel)
       local s = getmetatable(r)
       if s.model == m and not cached(r, s, name, rel) then list[#list + 1] = r end
     end
+  end
+  if not isyieldable() and needs_query(rel, list) then
+    error(format("squall.model: %s.%s is not loaded and cannot load here: this runs inside a C function " ..
+                 "(a table.sort comparator, a string.gsub callback, ...), where a query cannot wait. " ..
+                 "Load it before: %s:preload(rows, %q)", m.name, name, m.name, name), 3)
   end
   if #list == 1 then note_single(m, name) end
   load(name, rel, list)
