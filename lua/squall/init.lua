@@ -18,7 +18,16 @@ local _M = { _VERSION = "0.1.0" }
 -- validation helper) can end the request with a status without threading return values.
 local HttpError = {}
 HttpError.__index = HttpError
-HttpError.__tostring = function(e) return "HTTP " .. e.status .. ": " .. tostring(e.message) end
+-- A table message (a JSON body, such as squall.model's { errors = ... }) is shown as that JSON,
+-- so a failing spec or a log says what the client was told.
+HttpError.__tostring = function(e)
+  local msg = e.message
+  if type(msg) == "table" then
+    local ok, text = pcall(require("cjson").encode, msg)
+    if ok then msg = text end
+  end
+  return "HTTP " .. e.status .. ": " .. tostring(msg)
+end
 
 -- The error squall.abort raises, for code that adds fields of its own before raising it
 -- (squall.model's validation errors: a 422 when uncaught, their `errors` readable when caught).

@@ -142,7 +142,7 @@ local function write(m, sql, ...)
   for _, c in ipairs(cols) do errors[c] = { "is already taken" } end
   if not next(errors) then errors[key] = { "is already taken" } end
   local e = squall.http_error(422, { errors = errors })
-  e.kind, e.errors, e.model, e.key, e.columns, e.code = "duplicate", errors, m.table, key, cols, 1062
+  e.kind, e.errors, e.model, e.key, e.columns, e.code = "duplicate", errors, m.name, key, cols, 1062
   e.detail = format("duplicate value for unique key %s of %s (%s)", key, m.table, concat(cols, ", "))
   error(e, 0)
 end

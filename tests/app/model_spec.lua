@@ -394,6 +394,7 @@ describe("squall.model", function()
       assert.is_true(model.is_invalid(err))
       assert.equal(422, err.status)
       assert.same({ name = { "is required" }, email = { "has an invalid format" } }, err.errors)
+      assert.matches('HTTP 422: {"errors":', tostring(err), 1, true)     -- readable in a log or a spec
       local u = user()
       u.name = string.rep("x", 51)
       assert.same({ name = { "must be at most 50 characters" } }, User:errors(u))
