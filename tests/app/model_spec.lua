@@ -105,10 +105,16 @@ local function blog(n, per)
   context.reset()
 end
 
+-- Once per run, from whichever describe comes first (busted --shuffle may reorder them).
+local created = false
+local function create_tables()
+  if created then return end
+  for _, sql in ipairs(SCHEMA) do db.query(sql) end
+  created = true
+end
+
 describe("squall.model", function()
-  setup(function()
-    for _, sql in ipairs(SCHEMA) do db.query(sql) end
-  end)
+  setup(create_tables)
 
   t.rollback_each()
 
@@ -480,6 +486,7 @@ end)
 -- Outside the shared test transaction, so that a model query that did not join db.transaction
 -- would run on another connection and not see the uncommitted row. Every test rolls back.
 describe("squall.model in db.transaction", function()
+  setup(create_tables)
   before_each(function() context.reset() end)
 
   it("joins the transaction without a tx argument, also from a spawned task; the pool does not see it", function()
