@@ -57,15 +57,16 @@ end
 -- ---- validation -----------------------------------------------------------------------------
 
 -- Rules per field, as the example app's validate.lua has them, plus a few:
---   required = true     not nil (when creating), not NULL, not blank
+--   required = true     present, not NULL, not blank
 --   type = "string" | "number" | "boolean" | "table"
 --   max, min            length of a string, or bounds of a number
 --   pattern = "^%d+$"   a Lua pattern a string must match
 --   one_of = { ... }    the allowed values
 --   check = function(value, row) return nil or "message" end
-local function check_field(rule, v, row, creating, add)
+-- `absent_ok`: nil is not a missing value here (a loaded row that never had the field).
+local function check_field(rule, v, row, absent_ok, add)
   if v == nil or v == null or (type(v) == "string" and v:match("^%s*$")) then
-    if rule.required and (creating or v ~= nil) then add("is required") end
+    if rule.required and not (v == nil and absent_ok) then add("is required") end
     if v == nil or v == null then return end
   end
   if rule.type and type(v) ~= rule.type then return add("must be a " .. rule.type) end
@@ -90,9 +91,9 @@ local function check_field(rule, v, row, creating, add)
   end
 end
 
--- { field = { messages } } for the row, or nil when it is valid. On an update only the columns
--- that are present are checked (a row read from the database has them all).
-local function errors_of(m, row, creating)
+-- { field = { messages } } for the row, or nil when it is valid.
+local function errors_of(m, row)
+  local saved = getmetatable(row).saved
   local errors
   for field, rule in pairs(m.validate) do
     local function add(msg)
@@ -104,7 +105,9 @@ local function errors_of(m, row, creating)
       end
       l[#l + 1] = msg
     end
-    check_field(rule, rawget(row, field), row, creating, add)
+    -- A new row must have the field; a loaded one must not have lost it (set to nil, it would
+    -- be written as NULL).
+    check_field(rule, rawget(row, field), row, saved ~= nil and saved[field] == nil, add)
   end
   return errors
 end
@@ -155,7 +158,7 @@ function Row:save()
   local st = getmetatable(self)
   local m = st.model
   local creating = st.saved == nil
-  local errors = errors_of(m, self, creating)
+  local errors = errors_of(m, self)
   if errors then invalid(m, errors, 2) end
   if creating then
     if m.timestamps then stamp(m, self, m.timestamps) end
@@ -305,7 +308,7 @@ end
 
 -- { field = { messages } } for a row, or nil.
 function Model:errors(row)
-  return errors_of(self, row, getmetatable(row).saved == nil)
+  return errors_of(self, row)
 end
 
 function Model:query()
