@@ -251,7 +251,7 @@ Model.__index = Model
 --   primary_key = "id"
 --   timestamps  = true (created_at, updated_at) or { "created", "modified" }
 --   types       = { column = "boolean" | "json" | "iso8601" }
---   relations   = { name = { belongs_to | has_one | has_many | many_to_many = "table", ... } }
+--   relations   = { name = { belongs_to | has_one | has_many | many_to_many | count = model or name, ... } }
 --   validate    = { field = { rules } }
 --   strict      = true: every lazy load raises (preload what you use)
 -- Defining the same name again (a reload, a test) replaces the model for relations naming it.

@@ -170,6 +170,28 @@ describe("squall.model", function()
       end)
     end)
 
+    it("counts children for all siblings with one GROUP BY, without reading them", function()
+      local CountedPost = model.define("counted_posts", { table = "m_posts", relations = {
+        author = { belongs_to = User, foreign_key = "m_user_id" },
+        comment_count = { count = "m_comments", foreign_key = "m_post_id", where = { hidden = false } },
+      } })
+      blog(20, 2)
+      local first = Post:first()
+      Comment:create { m_post_id = first.id, m_user_id = first.m_user_id, body = "hidden", hidden = true }
+      context.reset()
+      local n, sql = t.count_queries(function()
+        local total = 0
+        for _, post in ipairs(CountedPost:order_by("id"):all()) do
+          assert.is_string(post.author.name)
+          total = total + post.comment_count
+        end
+        assert.equal(40, total)                          -- the hidden comment is not counted
+      end)
+      assert.equal(3, n)
+      assert.matches("GROUP BY `m_post_id`", sql[3], 1, true)
+      assert.equal(0, CountedPost:new { title = "unsaved" }.comment_count)
+    end)
+
     it("batches nested lazy loads across all the rows of the level above", function()
       blog(5, 3)
       assert.queries(4, function()

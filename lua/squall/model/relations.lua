@@ -28,7 +28,7 @@ local function singular(name)
   return (name:gsub("s$", ""))
 end
 
-local KINDS = { "belongs_to", "has_one", "has_many", "many_to_many" }
+local KINDS = { "belongs_to", "has_one", "has_many", "many_to_many", "count" }
 
 -- Checks a relation as model.define got it and fills in its defaults:
 --   author   = { belongs_to = "users", foreign_key = "author_id" }      (default: author_id)
@@ -36,18 +36,19 @@ local KINDS = { "belongs_to", "has_one", "has_many", "many_to_many" }
 --   comments = { has_many = "comments", order_by = "id", where = { hidden = false } }
 --   tags     = { many_to_many = "tags", through = "post_tags", foreign_key = "post_id",
 --                other_key = "tag_id" }
+--   replies  = { count = "comments", where = { hidden = false } }     (a number, rows not loaded)
 function _M.normalize(m, name, spec)
   local where = "model " .. m.name .. ", relation " .. tostring(name)
   if type(spec) ~= "table" then error("squall.model: " .. where .. ": expected a table", 3) end
   local rel = { name = name }
   for _, kind in ipairs(KINDS) do
     if spec[kind] ~= nil then
-      if rel.kind then error("squall.model: " .. where .. ": one of belongs_to, has_one, has_many, many_to_many", 3) end
+      if rel.kind then error("squall.model: " .. where .. ": one of belongs_to, has_one, has_many, many_to_many, count", 3) end
       rel.kind, rel.target = kind, spec[kind]
     end
   end
   if not rel.kind then
-    error("squall.model: " .. where .. ": say which kind: belongs_to, has_one, has_many or many_to_many", 3)
+    error("squall.model: " .. where .. ": say which kind: belongs_to, has_one, has_many, many_to_many or count", 3)
   end
   -- The target is a model, or a model's name for one defined later (resolved on first load).
   if type(rel.target) == "table" then
@@ -70,6 +71,9 @@ function _M.normalize(m, name, spec)
     ident(rel.through, "table")
     rel.other_key = spec.other_key or singular(rel.model and rel.model.table or rel.target) .. "_id"
     ident(rel.other_key, "column")
+  end
+  if rel.kind == "count" and spec.order_by then
+    error("squall.model: " .. where .. ": a count has no order", 3)
   end
   rel.where = spec.where
   rel.order_by = spec.order_by
@@ -213,6 +217,28 @@ function loaders.many_to_many(name, rel, list)
   owned(rel, list, found, function(i) return owners[i] end)
 end
 
+-- How many target rows point at each row, without reading them: one GROUP BY for the list.
+function loaders.count(name, rel, list)
+  local t = target(rel)
+  local keys = keys_of(list, rel.owner_col)
+  local counts = {}
+  if #keys > 0 then
+    local fk = ident(rel.foreign_key, "column")
+    local params = { keys }
+    local sql = "SELECT " .. fk .. " AS k, COUNT(*) AS n FROM " .. ident(t.table) .. " WHERE " .. fk .. " IN (?)"
+    if rel.where then
+      local w = query.where_sql(t, rel.where, params)
+      if w ~= "" then sql = sql .. " AND " .. w end
+    end
+    local res = rows.run(sql .. " GROUP BY " .. fk, unpack(params, 1, #params))
+    for i = 1, #res do counts[norm(res[i].k)] = res[i].n end
+  end
+  for i = 1, #list do
+    local k = key_of(list[i], rel.owner_col)
+    set(list[i], name, k, usable(k) and counts[k] or 0)
+  end
+end
+
 -- Loads relation `name` into every row of list (rows of one model that lack it).
 local function load(name, rel, list)
   loaders[rel.kind](name, rel, list)
@@ -314,6 +340,9 @@ function _M.preload(list, spec)
     end
     if #need > 0 then load(name, rel, need) end
     if nested ~= true and nested ~= false then
+      if rel.kind == "count" then
+        error(format("squall.model: %s.%s is a count: nothing to preload inside it", m.name, name), 3)
+      end
       local kids, seen = {}, {}
       for i = 1, #list do
         local v = getmetatable(list[i]).rel[name].value
