@@ -23,14 +23,18 @@ local function find_note(id)
   return Note:find(id) or squall.abort(404, "no such note")
 end
 
+-- Page sizes are the deployment's choice (config.lua's settings.notes); these when it says nothing.
+local PAGES = squall.settings.notes or {}
+local PER_PAGE, MAX_PER_PAGE = PAGES.per_page or 20, PAGES.max_per_page or 100
+
 local function page_args(req)
   -- tonumber takes "nan", "inf" and "1e300" too; `not (x >= 1)` also catches NaN.
   local page = floor(tonumber(req.query.page) or 1)
-  local per_page = floor(tonumber(req.query.per_page) or 20)
+  local per_page = floor(tonumber(req.query.per_page) or PER_PAGE)
   if not (page >= 1) then page = 1 end
   if page > 1000000 then page = 1000000 end
   if not (per_page >= 1) then per_page = 1 end
-  per_page = min(per_page, 100)
+  per_page = min(per_page, MAX_PER_PAGE)
   return page, per_page
 end
 

@@ -52,6 +52,9 @@ static void force_stop(sq_main_t *m)
 {
   for (int i = 0; i < m->nstarted; i++)
     sq_worker_command(&m->server.workers[i], SQ_WORKER_FORCE);
+  /* A worker ends only once its queries have come back, and one with no query_timeout may
+   * never come back by itself: fail them all now. */
+  sq_db_pool_cancel(m->server.db);
 }
 
 static void on_deadline(uv_timer_t *t)

@@ -72,6 +72,13 @@ local function host()
   return core
 end
 
+-- config.lua's `settings` table (with `settings_env` applied): the same data in every worker and
+-- every generation, each a copy of its own. Empty outside the host (plain busted).
+do
+  local ok, c = pcall(require, "squall.core")
+  _M.settings = ok and c.settings or {}
+end
+
 local running, pcall, unpack, select = coroutine.running, pcall, unpack, select
 
 local function pack(...) return { n = select("#", ...), ... } end
