@@ -311,10 +311,6 @@ function Model:errors(row)
   return errors_of(self, row)
 end
 
-function Model:query()
-  return query.new(self)
-end
-
 for _, name in ipairs { "where", "order_by", "limit", "offset", "all", "first", "count", "exists",
                         "paginate", "update_all", "delete_all" } do
   local method = query.Query[name]
@@ -341,11 +337,5 @@ end
 
 -- Runs fn inside db.transaction; model queries inside join it.
 _M.transaction = db.transaction
-
--- The model of a row object, or nil for anything else.
-function _M.model_of(row)
-  local st = type(row) == "table" and getmetatable(row)
-  return st and st.model or nil
-end
 
 return _M
