@@ -327,7 +327,8 @@ query.set_preloader(relations.preload)
 
 _M.preload = relations.preload
 
--- { ["posts.author"] = n }: lazy loads of this request that ran for a single row (N+1 suspects).
+-- { ["posts.author"] = n }: lazy loads of this request that ran a query for a single row (N+1
+-- suspects).
 _M.report = relations.report
 
 -- Strict loading for the rest of this request (or, in a spec, this test): any lazy load raises.

@@ -248,7 +248,7 @@ local function strict_for(m)
   return m.strict or context.current().request.strict
 end
 
--- Lazy loads that ran for one row, per relation, in this request: rows fetched one by one
+-- Lazy loads that ran a query for one row, per relation, in this request: rows fetched one by one
 -- (find in a loop) defeat batching. model.report() returns the counts; in debug mode the
 -- second one of a relation is also logged, once per request.
 local function note_single(m, name)
@@ -295,12 +295,13 @@ function _M.get(row, st, name, rel)
       if s.model == m and not cached(r, s, name, rel) then list[#list + 1] = r end
     end
   end
-  if not isyieldable() and needs_query(rel, list) then
+  local querying = needs_query(rel, list)
+  if querying and not isyieldable() then
     error(format("squall.model: %s.%s is not loaded and cannot load here: this runs inside a C function " ..
                  "(a table.sort comparator, a string.gsub callback, ...), where a query cannot wait. " ..
                  "Load it before: %s:preload(rows, %q)", m.name, name, m.name, name), 3)
   end
-  if #list == 1 then note_single(m, name) end
+  if querying and #list == 1 then note_single(m, name) end
   load(name, rel, list)
   return st.rel[name].value
 end
