@@ -174,7 +174,8 @@ end
 -- ---- counting queries ----------------------------------------------------------------------
 
 -- Runs fn(...) and returns how many statements it ran (its own, its tasks' and those of the
--- handlers it called: everything this worker sent), the list of their SQL, and fn's results.
+-- handlers it called: every db.query and tx:query of this worker meanwhile; BEGIN, COMMIT and
+-- savepoints are not counted), the list of their SQL, and fn's results.
 function _M.count_queries(fn, ...)
   local list = {}
   local outer
