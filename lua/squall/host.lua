@@ -10,6 +10,7 @@ local squall = require "squall"
 local request = require "squall.request"
 local response = require "squall.response"
 local db = require "squall.db"
+local context = require "squall.context"
 
 local type, tostring, xpcall, error = type, tostring, xpcall, error
 local traceback = debug.traceback
@@ -18,6 +19,8 @@ local db_unavailable = db.is_unavailable
 local request_new = request.new
 local TEXT, JSON = response.TEXT, response.JSON
 local encode = require("squall.json").encode
+
+local begin_request, leave = context.begin_request, context.leave
 
 local _M = {}
 
@@ -163,8 +166,11 @@ function _M.load(app_module)
   local debug_mode = core.debug
 
   return function(method, path, query_string, headers, body, http_version, remote_addr, remote_port)
-    return served(run(app, request_new(method, path, query_string, headers, body, http_version,
-                                       remote_addr, remote_port), debug_mode))
+    begin_request()
+    local status, ctype, rbody, rheaders, log_message = served(run(app, request_new(method, path,
+      query_string, headers, body, http_version, remote_addr, remote_port), debug_mode))
+    leave()
+    return status, ctype, rbody, rheaders, log_message
   end, request.headers_mt
 end
 

@@ -6,6 +6,7 @@
 --   return app
 
 local router = require "squall.router"
+local context = require "squall.context"
 local request = require "squall.request"
 local response = require "squall.response"
 
@@ -17,7 +18,25 @@ local _M = { _VERSION = "0.1.0" }
 -- validation helper) can end the request with a status without threading return values.
 local HttpError = {}
 HttpError.__index = HttpError
-HttpError.__tostring = function(e) return "HTTP " .. e.status .. ": " .. tostring(e.message) end
+-- A table message (a JSON body, such as squall.model's { errors = ... }) is shown as that JSON,
+-- so a failing spec or a log says what the client was told.
+HttpError.__tostring = function(e)
+  local msg = e.message
+  if type(msg) == "table" then
+    local ok, text = pcall(require("cjson").encode, msg)
+    if ok then msg = text end
+  end
+  return "HTTP " .. e.status .. ": " .. tostring(msg)
+end
+
+-- The error squall.abort raises, for code that adds fields of its own before raising it
+-- (squall.model's validation errors: a 422 when uncaught, their `errors` readable when caught).
+function _M.http_error(status, message, headers)
+  if type(status) ~= "number" or status < 100 or status > 999 then
+    error("squall: an HTTP status must be a number from 100 to 999", 2)
+  end
+  return setmetatable({ status = status, message = message, headers = headers }, HttpError)
+end
 
 -- Ends the request with `status`. A string message is the text body; a table is sent as JSON.
 function _M.abort(status, message, headers)
@@ -74,8 +93,11 @@ function _M.spawn(fn, ...)
   local c = host()
   -- The host fills in done, results and waiters itself if the task is stopped (fail_handle).
   local task = setmetatable({ done = false, waiters = {} }, task_mt)
+  local ctx = context.inherit()
   c.spawn(task, function(...)
+    context.enter(ctx)
     task.results = pack(pcall(fn, ...))
+    context.leave()
     task.done = true
     local waiters = task.waiters
     task.waiters = nil
