@@ -35,8 +35,9 @@ function _M.current()
 end
 
 -- The host starts a request: nothing of the previous request on this coroutine may leak in.
+-- The new state is made on first use (current), so a request that never asks costs no table.
 function _M.begin_request()
-  of[key()] = { request = {} }
+  of[key()] = nil
 end
 
 -- The request or task on this coroutine ended; the host will reuse the coroutine.
