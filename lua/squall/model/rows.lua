@@ -15,6 +15,7 @@ local cjson = require "cjson.safe"
 local type, pairs, error, tostring, rawget, getmetatable, setmetatable =
   type, pairs, error, tostring, rawget, getmetatable, setmetatable
 local sort = table.sort
+local tnew = require "table.new"
 local format = string.format
 
 local _M = {}
@@ -113,8 +114,12 @@ function _M.state(row)
   return getmetatable(row)
 end
 
-function _M.new(m, values)
-  local row = setmetatable({}, { __index = row_index, model = m })
+-- ncols: the number of columns to come, so that the row's fields go in without its table
+-- growing (and rehashing) three times on the way to six columns. The nil fields of the state
+-- reserve their slots the same way (LuaJIT sizes a constructor by its keys).
+function _M.new(m, values, ncols)
+  local row = setmetatable(ncols and tnew(0, ncols) or {},
+                           { __index = row_index, model = m, saved = nil, group = nil, rel = nil })
   if values then
     for k, v in pairs(values) do row[k] = v end
   end
@@ -190,6 +195,7 @@ function _M.materialize(m, rows)
   local group = {}
   local pk = m.pk
   local im = identity(m)
+  local ncols = rows.columns and #rows.columns
   for i = 1, #rows do
     local r = rows[i]
     local id = r[pk]
@@ -199,7 +205,7 @@ function _M.materialize(m, rows)
       st = getmetatable(row)
       refresh(row, st, r)
     else
-      row = _M.new(m)
+      row = _M.new(m, nil, ncols)
       st = getmetatable(row)
       fill(row, r)
       if id ~= nil then im[id] = row end
