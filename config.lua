@@ -19,6 +19,10 @@ return {
     send_timeout = 60,
   },
   log = { level = "info", error = "stderr", access = false },
+  -- The app's own settings, read by handlers as squall.settings (scripts/notes.lua's page sizes).
+  settings = {
+    notes = { per_page = 20, max_per_page = 100 },
+  },
   db = {
     -- tools/db.sh puts its server in SQUALL_DB_DIR when that is set (config.lua is plain Lua).
     socket = (os.getenv("SQUALL_DB_DIR") or "var/mariadb") .. "/mysqld.sock",

@@ -22,6 +22,7 @@
 enum field_kind {
   F_STRING, F_PATH, F_PATH_OR_FALSE, F_INT, F_LONG, F_SECONDS, F_BOOL, F_LEVEL, F_TABLE,
   F_SQL_LIST,  /* a string or an array of strings: db.init_sql */
+  F_SETTINGS,  /* any table of data, for the app (settings, settings_env) */
 };
 
 typedef struct field {
@@ -88,6 +89,8 @@ static const field_t top_fields[] = {
   {"limits", F_TABLE, 0, 0, 0, limits_fields},
   {"log", F_TABLE, 0, 0, 0, log_fields},
   {"db", F_TABLE, 0, 0, 0, db_fields},
+  {"settings", F_SETTINGS, 0, 0, 0, NULL},
+  {"settings_env", F_SETTINGS, 0, 0, 0, NULL},
   {NULL, 0, 0, 0, 0, NULL},
 };
 
@@ -249,6 +252,15 @@ static int read_field(sq_config_t *c, const field_t *f, lua_State *L, const char
   }
   case F_SQL_LIST:
     return read_sql_list(c, L, key, err, errlen);
+  case F_SETTINGS:
+    /* Kept in the config's state until every key is read (settings_env adds to settings). */
+    if (t != LUA_TTABLE) {
+      snprintf(err, errlen, "%s: %s must be a table, got %s", c->path, key, lua_typename(L, t));
+      return -1;
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, f->name);
+    return 0;
   case F_TABLE:
     break;
   }
@@ -349,6 +361,151 @@ static int check_db(sq_config_t *c, char *err, size_t errlen)
   return 0;
 }
 
+/* ---- settings ---------------------------------------------------------------------------- */
+
+#define SQ_SETTINGS_DEPTH 32
+
+static void dump_string(sq_buf_t *b, const char *s, size_t n)
+{
+  sq_buf_append(b, "\"", 1);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch == '"' || ch == '\\' || ch < 32 || ch == 127) {
+      char esc[8];
+      /* Three digits always: a digit that follows cannot extend the escape. */
+      snprintf(esc, sizeof esc, "\\%03u", ch);
+      sq_buf_append(b, esc, 4);
+    } else {
+      sq_buf_append(b, s + i, 1);
+    }
+  }
+  sq_buf_append(b, "\"", 1);
+}
+
+/* Appends the Lua source of the value at `idx` to `b`. Only data crosses into the workers'
+ * states: a function or a userdata there would be a different thing in every worker, so it is an
+ * error naming its key, as is a cycle (found as too deep a nesting). */
+static int dump_value(sq_config_t *c, sq_buf_t *b, lua_State *L, int idx, const char *key, int depth, char *err,
+                      size_t errlen)
+{
+  int t = lua_type(L, idx);
+  switch (t) {
+  case LUA_TBOOLEAN:
+    sq_buf_append(b, lua_toboolean(L, idx) ? "true" : "false", lua_toboolean(L, idx) ? 4 : 5);
+    return 0;
+  case LUA_TNUMBER: {
+    double v = lua_tonumber(L, idx);
+    if (!isfinite(v)) {
+      snprintf(err, errlen, "%s: %s must be a finite number, got %g", c->path, key, v);
+      return -1;
+    }
+    char num[32];
+    int n = snprintf(num, sizeof num, "%.17g", v);
+    sq_buf_append(b, num, (size_t)n);
+    return 0;
+  }
+  case LUA_TSTRING: {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    dump_string(b, s, n);
+    return 0;
+  }
+  case LUA_TTABLE:
+    break;
+  default:
+    snprintf(err, errlen, "%s: %s must be a string, number, boolean or table, got %s", c->path, key,
+             lua_typename(L, t));
+    return -1;
+  }
+  if (depth >= SQ_SETTINGS_DEPTH) {
+    snprintf(err, errlen, "%s: %s is nested more than %d deep (a table that contains itself?)", c->path, key,
+             SQ_SETTINGS_DEPTH);
+    return -1;
+  }
+  if (idx < 0)
+    idx = lua_gettop(L) + idx + 1;
+  sq_buf_append(b, "{", 1);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    char sub[256];
+    int kt = lua_type(L, -2);
+    if (kt == LUA_TSTRING)
+      snprintf(sub, sizeof sub, "%s.%s", key, lua_tostring(L, -2));
+    else if (kt == LUA_TNUMBER)
+      snprintf(sub, sizeof sub, "%s[%.17g]", key, lua_tonumber(L, -2));
+    else
+      snprintf(sub, sizeof sub, "%s[%s]", key, lua_typename(L, kt));
+    if (kt != LUA_TSTRING && kt != LUA_TNUMBER && kt != LUA_TBOOLEAN) {
+      snprintf(err, errlen, "%s: %s: keys must be strings, numbers or booleans", c->path, sub);
+      lua_pop(L, 2);
+      return -1;
+    }
+    sq_buf_append(b, "[", 1);
+    int rc = dump_value(c, b, L, -2, sub, depth + 1, err, errlen);  /* an infinite number fails */
+    sq_buf_append(b, "]=", 2);
+    if (rc < 0 || dump_value(c, b, L, -1, sub, depth + 1, err, errlen) < 0) {
+      lua_pop(L, 2);
+      return -1;
+    }
+    sq_buf_append(b, ",", 1);
+    lua_pop(L, 1);
+  }
+  sq_buf_append(b, "}", 1);
+  return 0;
+}
+
+/* settings_env maps setting names to environment variables, so that secrets stay out of the
+ * file: each variable must be set, and its value wins over the same key in settings. */
+static int build_settings(sq_config_t *c, lua_State *L, char *err, size_t errlen)
+{
+  lua_getfield(L, LUA_REGISTRYINDEX, "settings");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+  }
+  lua_getfield(L, LUA_REGISTRYINDEX, "settings_env");
+  if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING) {
+        snprintf(err, errlen, "%s: settings_env must map setting names to environment variable names",
+                 c->path);
+        return -1;
+      }
+      const char *v = getenv(lua_tostring(L, -1));
+      if (!v) {
+        snprintf(err, errlen, "%s: settings_env.%s: environment variable %s is not set", c->path,
+                 lua_tostring(L, -2), lua_tostring(L, -1));
+        return -1;
+      }
+      lua_pushvalue(L, -2);
+      lua_pushstring(L, v);
+      lua_settable(L, -6);  /* settings[name] = value */
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  sq_buf_t b = {0};
+  sq_buf_append(&b, "return ", 7);
+  if (dump_value(c, &b, L, -1, "settings", 0, err, errlen) < 0) {
+    sq_buf_free(&b);
+    return -1;
+  }
+  c->settings = sq_strndup(b.data, b.len);
+  sq_buf_free(&b);
+  lua_pop(L, 1);
+  return 0;
+}
+
+void sq_config_push_settings(lua_State *L, const sq_config_t *c)
+{
+  const char *src = c->settings ? c->settings : "return {}";
+  /* The chunk was made by build_settings from data alone: it cannot fail but for memory. */
+  if (luaL_loadbuffer(L, src, strlen(src), "=settings") != 0)
+    lua_error(L);
+  lua_call(L, 0, 1);
+}
+
 /* password_env names a variable so that secrets stay out of the file; it wins over password. */
 static int resolve_password(sq_config_t *c, char *err, size_t errlen)
 {
@@ -386,7 +543,8 @@ int sq_config_load(sq_config_t *c, const char *path, char *err, size_t errlen)
     goto done;
   }
   if (read_table(c, top_fields, L, "", err, errlen) < 0 || parse_listen(c, err, errlen) < 0 ||
-      check_db(c, err, errlen) < 0 || resolve_password(c, err, errlen) < 0)
+      check_db(c, err, errlen) < 0 || resolve_password(c, err, errlen) < 0 ||
+      build_settings(c, L, err, errlen) < 0)
     goto done;
   rc = 0;
 done:
@@ -407,5 +565,6 @@ void sq_config_free(sq_config_t *c)
   free(c->pid_file);
   sq_db_config_clear(&c->db);
   free(c->db_password_env);
+  free(c->settings);
   memset(c, 0, sizeof *c);
 }

@@ -32,6 +32,7 @@ typedef struct {
   int has_db;          /* a `db` table was given */
   sq_db_config_t db;
   char *db_password_env;
+  char *settings;      /* the `settings` table as a Lua chunk returning it (data only) */
   struct {
     int level;
     char *error;       /* "stderr" or a resolved path */
@@ -44,5 +45,10 @@ typedef struct {
  * the offending key. */
 int sq_config_load(sq_config_t *cfg, const char *path, char *err, size_t errlen);
 void sq_config_free(sq_config_t *cfg);
+
+typedef struct lua_State lua_State;
+/* Any thread, on a state of its own: pushes a fresh copy of the `settings` table (an empty table
+ * when none was given). Every worker and every generation builds the same table from it. */
+void sq_config_push_settings(lua_State *L, const sq_config_t *cfg);
 
 #endif

@@ -131,6 +131,7 @@ struct sq_db_conn_s {
   unsigned backoff_ms;
   int killed;                  /* KILL QUERY went out for the running job */
   int kill_pending;            /* ... and has not been answered: take no new job meanwhile */
+  int kill_unsure;             /* ... and was abandoned unanswered: replace it after this job */
   sq_db_conn_t *target;        /* side connection: whose query its KILL is for */
   int retired;                 /* closed by the idle shrink: reopened on demand only */
   /* under pool->lock */
@@ -171,6 +172,7 @@ struct sq_db_thread_s {
   int stopping;
   /* under pool->lock */
   int nidle;                   /* connections up and waiting for work */
+  int nretired;                /* connections the idle shrink closed, of any server */
   int woken;                   /* wake-ups sent since it last looked */
 };
 

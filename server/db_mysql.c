@@ -25,6 +25,9 @@
  * freed after its result, so that cached statements cannot pin much memory. */
 #define SQ_KEEP_BUF (64u * 1024u)
 
+/* Seconds a synchronous read or write of the client library may wait (see sq__dbc_connect). */
+#define SQ_SYNC_BACKSTOP_S 3u
+
 /* Where one result column is fetched to. */
 typedef struct {
   union {
@@ -602,8 +605,10 @@ static int advance(sq_dbc_t *d)
       if (d->irc) {
         unsigned code = mysql_stmt_errno(d->ps->stmt);
         /* The table behind a cached statement gained or lost columns (a migration while
-         * serving). The server has run it already; a read can simply run again, prepared anew
-         * (closing the statement also discards the result it was sent). */
+         * serving). The server has run it already; a read can simply run again, prepared anew.
+         * Closing the statement reads away the result it was sent, synchronously: the rows are
+         * normally in the socket buffer already, and the backstop timeout bounds the rest; a
+         * connection lost there fails the new prepare as lost. */
         if (code == CR_NEW_STMT_METADATA && d->cached && !d->retried &&
             reads_only(d->job->in.data, d->job->sql_len)) {
           d->retried = 1;
@@ -648,6 +653,8 @@ static int advance(sq_dbc_t *d)
       d->step = S_NEXT;
       break;
     case S_NEXT:
+      if (d->irc > 0 && sq_db_errno_is_lost(mysql_stmt_errno(d->ps->stmt)))
+        d->up = 0;
       if (d->irc || mysql_stmt_field_count(d->ps->stmt) == 0) {
         d->step = d->irc ? S_DONE : S_MORE;
         continue;
@@ -657,6 +664,8 @@ static int advance(sq_dbc_t *d)
       d->step = S_DISCARD;
       break;
     case S_DISCARD:
+      if (d->irc && sq_db_errno_is_lost(mysql_stmt_errno(d->ps->stmt)))
+        d->up = 0;
       mysql_stmt_free_result(d->ps->stmt);
       d->step = d->irc ? S_DONE : S_MORE;
       continue;
@@ -759,6 +768,12 @@ int sq__dbc_connect(sq_dbc_t *d)
   mysql_options(d->my, MYSQL_OPT_NONBLOCK, 0);
   mysql_options(d->my, MYSQL_OPT_RECONNECT, &off);  /* a silent reconnect would lose session state */
   mysql_options(d->my, MYSQL_SET_CHARSET_NAME, d->cfg->charset);
+  /* The few calls that stay synchronous (COM_STMT_CLOSE's write, and closing a statement whose
+   * result is still on the wire) would otherwise wait forever on a dead network, stalling the
+   * whole thread. The non-blocking calls ignore these: their deadlines are the watchdog's. */
+  unsigned backstop = SQ_SYNC_BACKSTOP_S;
+  mysql_options(d->my, MYSQL_OPT_READ_TIMEOUT, &backstop);
+  mysql_options(d->my, MYSQL_OPT_WRITE_TIMEOUT, &backstop);
   start_op(d, OP_CONNECT, NULL);
   d->step = S_CONNECT;
   return advance(d);
@@ -820,8 +835,12 @@ void sq__dbc_free(sq_dbc_t *d, int abort)
     struct linger lg = {1, 0};
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
   }
-  if (d->wait != W_NONE)
+  if (d->wait != W_NONE) {
     sq__dbc_cont(d, 0);
+    /* Ending the operation may have closed the socket, and its number may already be another
+     * thread's new socket: never shut down a number read before. */
+    fd = sq__dbc_fd(d);
+  }
   /* Nothing more is owed to a lost connection: what the library still writes on the way out
    * (statement closes, COM_QUIT) fails at once instead of waiting on a dead peer. */
   if (!d->up && !abort && fd >= 0)

@@ -32,9 +32,12 @@
 #define SQ_BACKOFF_MIN_MS 100
 #define SQ_BACKOFF_MAX_MS 5000
 
+static const char SHUTTING_DOWN[] = "the server is shutting down";
 static const char LOST_IN_TX[] = "the connection was lost during the transaction; it was rolled back";
 
 static sq_db_pool_t *pool_of(sq_db_conn_t *c) { return c->t->pool; }
+
+static void serve_lost_tx(sq_db_conn_t *c);
 
 /* ---- sockets ----------------------------------------------------------------------------- */
 
@@ -59,6 +62,12 @@ static int watch(sq_db_conn_t *c, int w)
   int fd = sq__dbc_fd(c->dbc);
   if (c->poll && c->poll_fd != fd)
     unwatch(c);
+  if (c->poll && c->state == SQ_CONN_CONNECTING) {
+    /* The library may close the socket and open the next address's under the same number; the
+     * old registration went with the old socket, so register again. */
+    uv_poll_stop(c->poll);
+    c->poll_events = 0;
+  }
   if (!c->poll) {
     if (fd < 0)
       return -1;
@@ -95,6 +104,26 @@ void sq__db_conn_open(sq_db_conn_t *c)
   sq__db_conn_finish(c, sq__dbc_connect(c->dbc));
 }
 
+/* The side connection goes with its KILL unanswered: the KILL may still reach the server and
+ * interrupt whatever its target runs next. So the target runs nothing more: an idle one is
+ * replaced now, a busy one after its job (job_done). */
+static void abandon_kill(sq_db_conn_t *side)
+{
+  sq_db_conn_t *target = side->target;
+  side->target = NULL;
+  target->kill_pending = 0;
+  if (target->state == SQ_CONN_BUSY) {
+    target->kill_unsure = 1;
+  } else if (target->state == SQ_CONN_IDLE) {
+    uv_mutex_lock(&pool_of(target)->lock);
+    int pinned = target->pinned;
+    uv_mutex_unlock(&pool_of(target)->lock);
+    sq__db_conn_drop(target, 0);
+    if (pinned)
+      serve_lost_tx(target);
+  }
+}
+
 void sq__db_conn_drop(sq_db_conn_t *c, int abort)
 {
   sq_db_pool_t *p = pool_of(c);
@@ -115,11 +144,10 @@ void sq__db_conn_drop(sq_db_conn_t *c, int abort)
   }
   c->state = SQ_CONN_DOWN;
   c->killed = 0;
+  c->kill_unsure = 0;
   c->next_connect = 0;  /* the first retry is immediate; backoff starts on failure */
-  if (c->side && c->target) {
-    c->target->kill_pending = 0;
-    c->target = NULL;
-  }
+  if (c->side && c->target)
+    abandon_kill(c);
 }
 
 /* Fails every job of a list into the outbox. */
@@ -259,7 +287,7 @@ static void job_done(sq_db_conn_t *c)
   int pinned = c->pinned;
   uv_mutex_unlock(&p->lock);
   sq__db_outbox_add(&c->t->out, j);
-  if (!sq__dbc_up(c->dbc)) {
+  if (!sq__dbc_up(c->dbc) || c->kill_unsure) {
     sq__db_conn_drop(c, 0);
     if (pinned)
       serve_lost_tx(c);
@@ -278,14 +306,16 @@ static void feed(sq_db_conn_t *c);
 
 static void kill_done(sq_db_conn_t *side)
 {
-  sq_db_conn_t *target = side->target;
   const char *msg;
   if (sq__dbc_error(side->dbc, &msg))
     sq_log(SQ_LOG_WARN, "db: KILL QUERY failed: %s", msg);
-  side->target = NULL;
   side->state = SQ_CONN_IDLE;
-  if (!sq__dbc_up(side->dbc))
-    sq__db_conn_drop(side, 0);
+  if (!sq__dbc_up(side->dbc)) {
+    sq__db_conn_drop(side, 0);  /* lost before the answer: the KILL is abandoned */
+    return;
+  }
+  sq_db_conn_t *target = side->target;
+  side->target = NULL;
   if (target) {
     target->kill_pending = 0;
     if (target->state == SQ_CONN_IDLE)
@@ -393,7 +423,12 @@ static void stop_thread(sq_db_thread_t *t)
   for (int i = 0; i < t->nconns + t->pool->nservers; i++) {
     sq_db_conn_t *c = i < t->nconns ? t->conns[i] : &t->sides[i - t->nconns];
     if (c->job) {
-      sq__db_job_error(c->job, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", "the server is shutting down");
+      if (!c->side) {
+        uv_mutex_lock(&t->pool->lock);
+        t->pool->busy--;
+        uv_mutex_unlock(&t->pool->lock);
+      }
+      sq__db_job_error(c->job, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", SHUTTING_DOWN);
       sq__db_outbox_add(&t->out, c->job);
       c->job = NULL;
     }
@@ -403,7 +438,7 @@ static void stop_thread(sq_db_thread_t *t)
     sq_db_job_t *left = c->q_head;
     c->q_head = c->q_tail = NULL;
     uv_mutex_unlock(&t->pool->lock);
-    fail_list(left, &t->out, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", "the server is shutting down");
+    fail_list(left, &t->out, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", SHUTTING_DOWN);
   }
   sq__db_outbox_flush(&t->out);
   uv_walk(&t->loop, close_handle, NULL);
@@ -448,6 +483,7 @@ static void on_wake(uv_async_t *a)
         c->retired = 0;
         uv_mutex_lock(&p->lock);
         srv->nretired--;
+        t->nretired--;
         uv_mutex_unlock(&p->lock);
         queued--;
         sq__db_conn_open(c);
@@ -567,11 +603,12 @@ sq_db_pool_t *sq_db_pool_start(const sq_db_config_t *cfg)
   return p;
 }
 
-void sq_db_pool_stop(sq_db_pool_t *p)
+void sq_db_pool_cancel(sq_db_pool_t *p)
 {
   if (!p)
     return;
   uv_mutex_lock(&p->lock);
+  int already = p->stop;
   p->stop = 1;
   sq_db_job_t *left = NULL, *left_tail = NULL;
   for (int s = 0; s < p->nservers; s++) {
@@ -582,11 +619,19 @@ void sq_db_pool_stop(sq_db_pool_t *p)
   }
   uv_mutex_unlock(&p->lock);
   sq_db_outbox_t out = {0};
-  fail_list(left, &out, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", "the server is shutting down");
+  fail_list(left, &out, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", SHUTTING_DOWN);
   sq__db_outbox_flush(&out);
   sq__db_outbox_free(&out);
-  for (int k = 0; k < p->nthreads; k++)
-    uv_async_send(&p->threads[k].wake);
+  if (!already)
+    for (int k = 0; k < p->nthreads; k++)
+      uv_async_send(&p->threads[k].wake);
+}
+
+void sq_db_pool_stop(sq_db_pool_t *p)
+{
+  if (!p)
+    return;
+  sq_db_pool_cancel(p);
   for (int k = 0; k < p->nthreads; k++) {
     sq_db_thread_t *t = &p->threads[k];
     uv_thread_join(&t->tid);
@@ -609,9 +654,9 @@ void sq_db_pool_stop(sq_db_pool_t *p)
 }
 
 /* Under lock. The thread to wake for shared work on `srv`: the one with the most idle
- * connections not yet claimed by wake-ups it has not seen; or, when nothing is up or some were
- * closed by the idle shrink, one that can connect. NULL: every connection is busy, and the next
- * one to finish takes the job. */
+ * connections not yet claimed by wake-ups it has not seen; or, when nothing is up, one that can
+ * connect; or one holding connections that the idle shrink closed, to open them again. NULL:
+ * every connection is busy, and the next one to finish takes the job. */
 static sq_db_thread_t *thread_for(sq_db_pool_t *p, sq_db_server_t *srv)
 {
   sq_db_thread_t *best = NULL;
@@ -623,8 +668,11 @@ static sq_db_thread_t *thread_for(sq_db_pool_t *p, sq_db_server_t *srv)
       best = t;
     }
   }
-  if (!best && (srv->nup == 0 || srv->nretired > 0))
+  if (!best && srv->nup == 0)
     best = &p->threads[srv->queued % p->nthreads];
+  for (int k = 0; !best && srv->nretired > 0 && k < p->nthreads; k++)
+    if (p->threads[k].nretired > 0)
+      best = &p->threads[k];
   return best;
 }
 
@@ -633,13 +681,24 @@ int sq_db_submit(sq_db_pool_t *p, sq_db_job_t *j)
   sq_db_thread_t *t;
   j->queued_ns = uv_hrtime();
   uv_mutex_lock(&p->lock);
+  if (p->stop) {
+    /* Cancelled: no thread takes jobs any more, pinned ones included. The failure still goes
+     * through the sink, so that the caller waits for it as for any answer. */
+    uv_mutex_unlock(&p->lock);
+    sq_db_outbox_t out = {0};
+    j->next = NULL;
+    fail_list(j, &out, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", SHUTTING_DOWN);
+    sq__db_outbox_flush(&out);
+    sq__db_outbox_free(&out);
+    return 0;
+  }
   if (j->conn) {
     /* Pinned work never waits behind other requests and never counts against max_queue. */
     sq__db_push(&j->conn->q_head, &j->conn->q_tail, j);
     t = j->conn->t;
   } else {
     sq_db_server_t *srv = &p->servers[0];
-    if (srv->queued >= srv->cfg.max_queue || p->stop) {
+    if (srv->queued >= srv->cfg.max_queue) {
       p->exhausted++;
       uv_mutex_unlock(&p->lock);
       return -1;

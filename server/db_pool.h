@@ -115,7 +115,13 @@ typedef struct {
 /* Main thread. Starts the threads; they connect in the background (with backoff), so a database
  * that is down does not stop start-up. */
 sq_db_pool_t *sq_db_pool_start(const sq_db_config_t *cfg);
-/* Main thread, after every worker has stopped submitting. Fails what is queued, joins threads. */
+/* Any thread. Ends the pool's work now, for a forced stop: queued and running jobs fail ("the
+ * server is shutting down", delivered to their sinks as usual), later submits fail the same way,
+ * connections are reset, and the threads end. A worker waiting on a query with no timeout can
+ * then finish. Idempotent; NULL is a no-op. */
+void sq_db_pool_cancel(sq_db_pool_t *p);
+/* Main thread, after every worker has stopped submitting. Cancels (above), joins the threads
+ * and frees the pool. */
 void sq_db_pool_stop(sq_db_pool_t *p);
 
 sq_db_job_t *sq_db_job_new(int op);
@@ -124,7 +130,8 @@ void sq_db_job_free(sq_db_job_t *job);
 void sq_db_job_param(sq_db_job_t *job, const sq_db_value_t *v, const char *str);
 
 /* Any thread. Takes ownership of `job` unless it returns -1 (the queue is full: pool exhausted),
- * in which case the caller still owns it and nothing was queued. */
+ * in which case the caller still owns it and nothing was queued. After sq_db_pool_cancel the job
+ * is taken and fails (it still completes through its sink, never inside this call). */
 int sq_db_submit(sq_db_pool_t *p, sq_db_job_t *job);
 
 /* Any thread. */

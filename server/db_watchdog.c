@@ -51,9 +51,15 @@ static void give_up(sq_db_conn_t *c)
     sq__db_conn_drop(side, 1);
   sq__dbc_cont(c->dbc, 0);  /* ends the operation as lost: the job fails, the connection is down */
   sq_db_job_t *j = c->job;
-  char m[160];
-  snprintf(m, sizeof m, "query timed out after %gs; the connection did not answer and was dropped",
-           c->srv->cfg.query_timeout);
+  char m[200];
+  if (j->op == SQ_DB_COMMIT)
+    snprintf(m, sizeof m,
+             "COMMIT got no answer within %gs and its connection was dropped: whether the transaction "
+             "was committed is unknown",
+             c->srv->cfg.query_timeout);
+  else
+    snprintf(m, sizeof m, "query timed out after %gs; the connection did not answer and was dropped",
+             c->srv->cfg.query_timeout);
   c->killed = 1;  /* job_done's accounting of a timeout, whatever the library said */
   sq__db_job_error(j, SQ_DB_ERR_TIMEOUT, 1969 /* ER_STATEMENT_TIMEOUT */, "70100", m);
   sq__db_conn_finish(c, 0);
@@ -91,12 +97,18 @@ static void check_conn(sq_db_conn_t *c, uint64_t now)
       break;
     }
     if (cfg->idle_timeout > 0 && age(c->last_used, now) > seconds_ns(cfg->idle_timeout)) {
+      /* Counted out of nup in the same critical section as the decision: threads shrinking
+       * at the same moment cannot together go below min_idle. */
       uv_mutex_lock(&p->lock);
       int shrink = c->srv->nup > cfg->min_idle;
-      if (shrink)
+      if (shrink) {
+        c->srv->nup--;
         c->srv->nretired++;
+        c->t->nretired++;
+      }
       uv_mutex_unlock(&p->lock);
       if (shrink) {
+        c->state = SQ_CONN_DOWN;  /* so that the drop does not count it out again */
         sq__db_conn_drop(c, 0);
         c->retired = 1;
       }
@@ -157,4 +169,7 @@ void sq__db_tick(uv_timer_t *timer)
     check_conn(t->conns[i], now);
   for (int s = 0; s < p->nservers; s++)
     check_conn(&t->sides[s], now);
+  /* Timers run before the loop polls, and the check handle that flushes runs after: without
+   * this, what the tick failed would wait for the next wake-up, up to a whole tick. */
+  sq__db_outbox_flush(&t->out);
 }

@@ -16,6 +16,7 @@
 #include "lua_bridge_internal.h"
 #include "lua_db.h"
 #include "mem.h"
+#include "paths.h"
 
 sq_bridge_t *sq__bridge_of(lua_State *L)
 {
@@ -45,9 +46,7 @@ void sq__bridge_traceback(sq_bridge_t *b, sq_task_t *t, int st)
 
 static void set_package_path(lua_State *L, const sq_config_t *cfg)
 {
-  const char *libdir = getenv("SQUALL_LUA_DIR");
-  if (!libdir || !*libdir)
-    libdir = SQ_LUA_DIR;
+  const char *libdir = sq_lua_dir();
   lua_getglobal(L, "package");
   lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s/?.lua;%s/?/init.lua;", cfg->scripts, cfg->scripts, libdir, libdir);
   lua_getfield(L, -2, "path");

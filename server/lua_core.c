@@ -10,6 +10,7 @@
 #include "log.h"
 #include "lua_bridge_internal.h"
 #include "lua_client.h"
+#include "lua_crypto.h"
 #include "lua_db.h"
 #include "lua_json.h"
 #include "lua_request.h"
@@ -233,7 +234,10 @@ int sq__lua_open_core(lua_State *L)
   sq_lua_open_db(L, b->cfg->has_db && b->w ? b->w->server->db : NULL, b->w ? &b->w->loop : NULL);
   sq_lua_open_client(L);
   sq_lua_open_json(L);
+  sq_lua_open_crypto(L);
   sq_lua_open_response(L);
+  sq_config_push_settings(L, b->cfg);
+  lua_setfield(L, -2, "settings");
   lua_pushinteger(L, b->w ? b->w->id : 0);
   lua_setfield(L, -2, "worker_id");
   lua_pushboolean(L, b->cfg->debug);

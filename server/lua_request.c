@@ -339,12 +339,14 @@ static int l_res_finish(lua_State *L)
   return lua_yield(L, 0);
 }
 
-/* core.res_started(): whether the calling request's response is being streamed (host.lua asks
- * when the handler failed: no error response can follow a started one). */
+/* core.res_started(): whether the calling request's response went the streamed way (started, or
+ * already finished or cut off: the task no longer holds the connection). host.lua asks when the
+ * handler failed, since no error response can follow, and before after hooks, which have nothing
+ * left to change. */
 static int l_res_started(lua_State *L)
 {
   sq_task_t *t = sq__task_current(L);
-  int started = t && t->kind == &request_kind && t->ctx->alive && t->data && sq_conn_response_started(t->data);
+  int started = t && t->kind == &request_kind && (!t->data || sq_conn_response_started(t->data));
   lua_pushboolean(L, started);
   return 1;
 }

@@ -14,6 +14,7 @@
 #include "lua_bridge.h"
 #include "mem.h"
 #include "reload.h"
+#include "scaffold.h"
 #include "worker.h"
 
 /* How long the workers may take to load the app before start-up gives up. A top level that
@@ -45,6 +46,7 @@ static void usage(FILE *f)
           "       squall reload [-c config.lua]   reload the running server's scripts, report the outcome\n"
           "       squall test [-c config.lua] [busted options] [paths...]\n"
           "                                       run busted specs inside the host, app and database up\n"
+          "       squall new DIR                  write a minimal project (config, app, specs, schema)\n"
           "       squall --help | --version\n");
 }
 
@@ -52,6 +54,9 @@ static void force_stop(sq_main_t *m)
 {
   for (int i = 0; i < m->nstarted; i++)
     sq_worker_command(&m->server.workers[i], SQ_WORKER_FORCE);
+  /* A worker ends only once its queries have come back, and one with no query_timeout may
+   * never come back by itself: fail them all now. */
+  sq_db_pool_cancel(m->server.db);
 }
 
 static void on_deadline(uv_timer_t *t)
@@ -268,6 +273,12 @@ int main(int argc, char **argv)
   const char *config_path = "config.lua";
   int check_only = 0, reload = 0, testing = 0, ntest = 0;
   char **test_args = NULL;
+  if (argc == 3 && strcmp(argv[1], "new") == 0)
+    return sq_scaffold(argv[2]);
+  if (argc > 1 && strcmp(argv[1], "new") == 0) {
+    fprintf(stderr, "squall new: expected one argument, the directory to create\n");
+    return 2;
+  }
   if (argc > 1 && strcmp(argv[1], "test") == 0) {
     /* Everything but our own -c goes to busted as it is. */
     testing = 1;

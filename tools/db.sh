@@ -9,6 +9,11 @@
 #   tools/db.sh env      print SQUALL_DB_* variables for `eval`
 #   tools/db.sh client   a mariadb shell on the squall database
 #   tools/db.sh reset    drop and reload the schema
+#   tools/db.sh create NAME [USER [PASSWORD]]
+#                        an app's own database NAME and a user (default NAME; a random password
+#                        when none is given) with every right on it, from 127.0.0.1 and the
+#                        socket; prints the `db` table for config.lua. Run again, it sets the
+#                        password anew.
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"   # mariadbd is in /usr/sbin, off a normal user's PATH
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -74,6 +79,33 @@ load_schema() {
   return 0
 }
 
+# The password goes into SQL as a quoted literal: backslashes and quotes escaped.
+sql_quote() {
+  local v=${1//\\/\\\\}
+  v=${v//\'/\\\'}
+  printf "'%s'" "$v"
+}
+
+create() {
+  local name=${1:-} dbuser=${2:-${1:-}} pass=${3:-}
+  [[ "$name" =~ ^[A-Za-z0-9_]{1,64}$ ]] || { echo "db.sh create: NAME must be 1-64 letters, digits or _" >&2; exit 2; }
+  [[ "$dbuser" =~ ^[A-Za-z0-9_]{1,32}$ ]] || { echo "db.sh create: USER must be 1-32 letters, digits or _" >&2; exit 2; }
+  [ -n "$pass" ] || pass=$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')
+  alive || start
+  local q h sql
+  q=$(sql_quote "$pass")
+  sql="CREATE DATABASE IF NOT EXISTS \`$name\` CHARACTER SET utf8mb4;"
+  for h in 127.0.0.1 localhost; do
+    sql+=" CREATE USER IF NOT EXISTS '$dbuser'@'$h' IDENTIFIED BY $q;"
+    sql+=" ALTER USER '$dbuser'@'$h' IDENTIFIED BY $q;"
+    sql+=" GRANT ALL ON \`$name\`.* TO '$dbuser'@'$h';"
+  done
+  as_root -e "$sql"
+  printf 'db = {\n  host = "127.0.0.1", port = %s,   -- or: socket = "%s",\n' "$(cat "$portf")" "$sock"
+  printf '  user = "%s", password_env = "SQUALL_DB_PASSWORD",\n  database = "%s",\n},\n' "$dbuser" "$name"
+  printf -- '-- export SQUALL_DB_PASSWORD=%s\n' "$(printf '%q' "$pass")"
+}
+
 stop() {
   if alive; then
     mariadb-admin --no-defaults -u"$user" --socket="$sock" shutdown >/dev/null 2>&1 || true
@@ -94,5 +126,6 @@ case "${1:-}" in
     ;;
   client) shift; mariadb --no-defaults -usquall -psquall --socket="$sock" squall "$@" ;;
   reset) as_root -e "DROP DATABASE IF EXISTS squall; CREATE DATABASE squall CHARACTER SET utf8mb4"; load_schema ;;
-  *) echo "usage: tools/db.sh start|stop|status|env|client|reset" >&2; exit 2 ;;
+  create) shift; create "$@" ;;
+  *) echo "usage: tools/db.sh start|stop|status|env|client|reset|create NAME [USER [PASSWORD]]" >&2; exit 2 ;;
 esac

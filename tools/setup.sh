@@ -9,6 +9,7 @@ packages=(
   libuv1-dev                        # event loops
   default-libmysqlclient-dev libmariadb-dev   # MariaDB Connector/C (libmysqlclient API)
   node-llhttp                       # llhttp's C sources, compiled into the build
+  libssl-dev                        # libcrypto: squall.crypto's digests, HMAC and random bytes
   lua-busted lua-cjson              # specs, JSON
   mariadb-server mariadb-client     # the development and test database
   curl python3                      # end-to-end tests

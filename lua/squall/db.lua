@@ -8,6 +8,7 @@
 
 local core = require "squall.core"
 local cjson = require "cjson"
+local context = require "squall.context"
 
 local setmetatable, getmetatable, error, pcall, select, type, tostring =
   setmetatable, getmetatable, error, pcall, select, type, tostring
@@ -48,8 +49,19 @@ local function checked(level, ok, res)
   return res
 end
 
+-- squall.test counts the statements a block runs (assert.queries) through this; nil otherwise,
+-- so a query pays one upvalue test. A module-level value on purpose, like `shared`.
+local observer
+
+function _M._observe(fn)
+  local previous = observer
+  observer = fn
+  return previous
+end
+
 function _M.query(sql, ...)
   if type(sql) ~= "string" then error("db.query: sql must be a string", 2) end
+  if observer then observer(sql) end
   return checked(2, query(shared, sql, ...))
 end
 
@@ -58,18 +70,44 @@ local tx_mt = { __index = Tx }
 
 function Tx:query(sql, ...)
   if type(sql) ~= "string" then error("tx:query: sql must be a string", 2) end
+  if observer then observer(sql) end
   return checked(2, query(self._h, sql, ...))
+end
+
+-- The innermost db.transaction the running code is inside (its own or, for a squall.spawn task,
+-- its parent's when it spawned it), or nil: squall.model joins it without a `tx` being passed.
+function _M.current_transaction()
+  return context.current().tx
+end
+
+-- Called after every rollback (of a transaction or a savepoint) in the coroutine that rolled
+-- back. Rows read or written inside may not exist any more: squall.model forgets its identity
+-- map. Registered by modules at load time, never per request.
+local rollback_hooks = {}
+
+function _M.on_rollback(fn)
+  rollback_hooks[#rollback_hooks + 1] = fn
+end
+
+local function rolled_back()
+  for i = 1, #rollback_hooks do rollback_hooks[i]() end
 end
 
 local function pack(...) return { n = select("#", ...), ... } end
 
+-- While fn runs, tx is the running coroutine's current transaction (see current_transaction).
 local function run(tx, fn, on_ok, on_err)
+  local ctx = context.current()
+  local outer = ctx.tx
+  ctx.tx = tx
   local res = pack(pcall(fn, tx))
+  ctx.tx = outer
   if res[1] then
     on_ok()
     return unpack(res, 2, res.n)
   end
   on_err()
+  rolled_back()
   error(res[2], 0)
 end
 
@@ -122,11 +160,13 @@ function _M._end_shared()
   shared_depth = depth - 1
   if depth > 1 then
     exec(shared, "ROLLBACK TO SAVEPOINT squall_shared" .. depth)
+    rolled_back()
     return
   end
   local h = shared
   shared = nil
   core.db_rollback(h)
+  rolled_back()
 end
 
 function _M.stats()

@@ -13,6 +13,7 @@ local squall = require "squall"
 local request = require "squall.request"
 local response = require "squall.response"
 local db = require "squall.db"
+local context = require "squall.context"
 
 local type, tostring, xpcall, error = type, tostring, xpcall, error
 local traceback = debug.traceback
@@ -21,6 +22,8 @@ local db_unavailable = db.is_unavailable
 local request_new = request.new
 local TEXT, JSON = response.TEXT, response.JSON
 local encode = require("squall.json").encode
+
+local begin_request, leave = context.begin_request, context.leave
 
 local _M = {}
 
@@ -106,9 +109,11 @@ end
 -- Runs `app` for `req` as the host serves it; returns status, content_type, body, headers and,
 -- for a 500 or 503, the message for the error log (and for a 503, the key its repeats share). Shared with squall.test.dispatch, so that an
 -- in-process request ends the way a served one does (it passes no `res`).
-local function run(app, req, debug_mode, res)
-  local ok, status, ctype, rbody, rheaders = xpcall(app.handle, on_error, app, req, res)
-  if ok then return status, ctype, rbody, rheaders end
+-- status, content_type, body, headers, log message, repeat key, and whether the framework made
+-- the answer (App:finish).
+local function respond(app, req, debug_mode, res)
+  local ok, status, ctype, rbody, rheaders, framework = xpcall(app.handle, on_error, app, req, res)
+  if ok then return status, ctype, rbody, rheaders, nil, nil, framework end
   local e = status
   if res and res_started() then
     -- The head has gone: no error response can follow. The C side logs this and closes.
@@ -117,17 +122,34 @@ local function run(app, req, debug_mode, res)
   end
   if is_http_error(e) then
     local msg = e.message
-    if type(msg) == "table" then return e.status, JSON, encode(msg), e.headers end
-    return e.status, TEXT, msg == nil and "" or tostring(msg), e.headers
+    if type(msg) == "table" then return e.status, JSON, encode(msg), e.headers, nil, nil, true end
+    return e.status, TEXT, msg == nil and "" or tostring(msg), e.headers, nil, nil, true
   end
   if type(e) == "table" and e.unavailable then
     -- The database cannot serve now; the app is fine. The log keeps the cause.
-    return 503, TEXT, "Service Unavailable\n", nil, e.log, e.key
+    return 503, TEXT, "Service Unavailable\n", nil, e.log, e.key, true
   end
   if debug_mode then
-    return 500, TEXT, "Internal Server Error\n\n" .. e .. "\n", nil, e
+    return 500, TEXT, "Internal Server Error\n\n" .. e .. "\n", nil, e, nil, true
   end
-  return 500, TEXT, "Internal Server Error\n", nil, e
+  return 500, TEXT, "Internal Server Error\n", nil, e, nil, true
+end
+
+-- The app's error handlers and after hooks see every response, errors included, except a
+-- streamed one: its head (and maybe all of it) has gone, so there is nothing left to change. One
+-- that fails itself gives a plain 500 (logged), never a loop through the handlers again.
+local function run(app, req, debug_mode, res)
+  local status, ctype, rbody, rheaders, log_message, repeat_key, framework = respond(app, req, debug_mode, res)
+  -- Without after hooks only an error the framework made can need the app: the usual path pays
+  -- one field test.
+  if not (app.afters or (app.error_handlers and framework and status >= 400)) or (res and res_started()) then
+    return status, ctype, rbody, rheaders, log_message, repeat_key
+  end
+  local ok, s2, c2, b2, h2 = xpcall(app.finish, on_error, app, req, status, ctype, rbody, rheaders, framework)
+  if ok then return s2, c2, b2, h2, log_message, repeat_key end
+  local why = type(s2) == "table" and (s2.log or tostring(s2.message)) or tostring(s2)
+  return 500, TEXT, "Internal Server Error\n", nil,
+         "in an after hook or error handler: " .. why .. (log_message and ("\n(answering: " .. log_message .. ")") or "")
 end
 _M.run = run
 
@@ -176,8 +198,11 @@ function _M.load(app_module)
   local debug_mode = core.debug
 
   return function(method, path, query_string, headers, body, http_version, remote_addr, remote_port)
-    return served(run(app, request_new(method, path, query_string, headers, body, http_version,
-                                       remote_addr, remote_port), debug_mode, RES))
+    begin_request()
+    local status, ctype, rbody, rheaders, log_message = served(run(app, request_new(method, path,
+      query_string, headers, body, http_version, remote_addr, remote_port), debug_mode, RES))
+    leave()
+    return status, ctype, rbody, rheaders, log_message
   end, request.headers_mt
 end
 

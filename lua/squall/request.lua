@@ -96,6 +96,20 @@ function methods.form(req)
   return form
 end
 
+-- multipart/form-data: fields and uploaded files (squall.multipart). Not multipart: 415; a
+-- malformed body, too many parts or oversized part headers: 400.
+function methods.multipart(req, opts)
+  local cached = rawget(req, "_multipart")
+  if cached then return cached end
+  local multipart = require "squall.multipart"
+  local boundary = multipart.boundary(req.headers["content-type"])
+  if not boundary then abort(415, "expected a multipart/form-data body with a boundary") end
+  local form, err = multipart.parse(req.body, boundary, opts)
+  if not form then abort(400, "malformed multipart body: " .. err) end
+  rawset(req, "_multipart", form)
+  return form
+end
+
 function methods.cookie(req, name)
   local jar = rawget(req, "_cookies")
   if not jar then

@@ -17,6 +17,7 @@
 local core = require "squall.core"
 local cjson = require "cjson.safe"
 local db = require "squall.db"
+local context = require "squall.context"
 local request = require "squall.request"
 local host = require "squall.host"
 local json_encode = require("squall.json").encode
@@ -130,7 +131,12 @@ function _M.dispatch(app, method, path, opts)
   local qs = path:match("%?(.*)$") or ""
   if opts.query then qs = (qs == "" and "" or qs .. "&") .. encode_form(opts.query) end
   local req = request.new(method:upper(), path:gsub("%?.*$", ""), qs, headers, body, "1.1", "127.0.0.1", 0)
+  -- A request of its own for the handler (a fresh identity map, outside the spec's own
+  -- db.transaction), as when served; the spec's context comes back after.
+  local spec_context = context.current()
+  context.enter({ request = {} })
   local status, ctype, rbody, rheaders, log = host.run(app, req, false)
+  context.enter(spec_context)
   local res = setmetatable({ status = status, body = rbody, error = log,
                              headers = setmetatable({}, request.headers_mt) }, Response)
   for k, v in pairs(rheaders or {}) do res.headers[lower(k)] = v end
@@ -151,11 +157,75 @@ function _M.rollback(fn, ...)
   return unpack(res, 2, res.n)
 end
 
--- Inside a describe block: each test runs in its own rolled-back transaction.
+-- Inside a describe block: each test runs in its own rolled-back transaction. Each test is
+-- also a request of its own for squall.model (a fresh identity map, strict mode off).
 function _M.rollback_each()
   local busted = require "busted"
-  busted.before_each(function() db._begin_shared() end)
-  busted.after_each(function() db._end_shared() end)
+  busted.before_each(function()
+    context.reset()
+    db._begin_shared()
+  end)
+  busted.after_each(function()
+    db._end_shared()
+    context.reset()
+  end)
+end
+
+-- ---- counting queries ----------------------------------------------------------------------
+
+-- Runs fn(...) and returns how many statements it ran (its own, its tasks' and those of the
+-- handlers it called: every db.query and tx:query of this worker meanwhile; BEGIN, COMMIT and
+-- savepoints are not counted), the list of their SQL, and fn's results.
+function _M.count_queries(fn, ...)
+  local list = {}
+  local outer
+  outer = db._observe(function(sql)
+    list[#list + 1] = sql
+    if outer then outer(sql) end  -- a count inside a count counts for both
+  end)
+  local res = pack(pcall(fn, ...))
+  db._observe(outer)
+  if not res[1] then error(res[2], 0) end
+  return #list, list, unpack(res, 2, res.n)
+end
+
+-- assert.queries(n, fn): fn runs exactly n statements; the failure lists the ones it ran.
+local function register_assertion()
+  local ok, luassert = pcall(require, "luassert")
+  if not ok then return end
+  local say = require "say"
+  say:set("assertion.queries.positive", "Expected the block to run %s queries, it ran %s:\n%s")
+  say:set("assertion.queries.negative", "Expected the block not to run %s queries, it ran %s:\n%s")
+  luassert:register("assertion", "queries", function(_, arguments)
+    local want, fn = arguments[1], arguments[2]
+    if type(fn) ~= "function" then error("assert.queries(n, fn): fn must be a function", 3) end
+    local n, list = _M.count_queries(fn)
+    arguments[2] = n
+    arguments[3] = "  " .. concat(list, "\n  ")
+    arguments.n = 3
+    arguments.nofmt = { true, true, true }
+    return n == want
+  end, "assertion.queries.positive", "assertion.queries.negative")
+end
+register_assertion()
+
+-- ---- fixtures ------------------------------------------------------------------------------
+
+-- A row maker for a model: make(overrides) creates a row (validated, through the model) from
+-- the defaults with overrides on top. `defaults` is a table, or a function of a sequence
+-- number (1, 2, ...) for unique values:
+--   local user = t.factory(User, function(n) return { name = "user" .. n } end)
+--   local ann = user { name = "ann" }
+function _M.factory(m, defaults)
+  local n = 0
+  return function(overrides)
+    n = n + 1
+    local values = {}
+    local base = type(defaults) == "function" and defaults(n) or defaults or {}
+    for k, v in pairs(base) do values[k] = v end
+    for k, v in pairs(overrides or {}) do values[k] = v end
+    return m:create(values)
+  end
 end
 
 return _M

@@ -86,6 +86,18 @@ describe("notes API", function()
     assert.is_nil(far:json().notes[1])
   end)
 
+  it("serves a page of notes in 3 statements, however many notes it holds", function()
+    local u = new_user()
+    for i = 1, 6 do
+      assert.equal(201, client:post("/users/" .. u.id .. "/notes", { json = { title = "n" .. i } }).status)
+    end
+    local page
+    assert.queries(3, function()                 -- the user, the page, the total
+      page = client:get("/users/" .. u.id .. "/notes", { query = { per_page = 5 } }):json()
+    end)
+    assert.same({ 5, 6 }, { #page.notes, page.total })
+  end)
+
   it("imports notes all or nothing", function()
     local u = new_user()
     local res = client:post("/users/" .. u.id .. "/notes/import",

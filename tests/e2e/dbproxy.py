@@ -18,6 +18,9 @@ Modes (each applies to the connections that exist and to the ones that arrive la
   connections are accepted and reset at once.
 - delay(seconds): each chunk read is held that long, then forwarded (order kept per direction).
 
+stall_newest() black-holes only the connection accepted last (say, the engine's side connection
+for KILL QUERY, which it opens on first need), leaving the mode and every other connection alone.
+
 The choice for what the black hole leaves behind: bytes swallowed during it are lost for good.
 The proxy terminates TCP itself, so nothing retransmits them, and a MySQL session that lost part
 of its stream cannot be resumed anyway. So a connection that lived through a black hole stays
@@ -44,6 +47,7 @@ import threading
 import time
 
 PASS, BLACKHOLE, RESET = "pass", "blackhole", "reset"
+STALL_NEWEST = "stall-newest"    # a command, not a mode: the others go on as they were
 CHUNK = 65536
 
 
@@ -67,7 +71,8 @@ class _Link:
     """One client connection and (unless it arrived during a black hole or a reset) its upstream
     connection to the database."""
 
-    def __init__(self, client, upstream):
+    def __init__(self, client, upstream, seq):
+        self.seq = seq                      # accept order
         self.client = client
         self.upstream = upstream
         self.stalled = upstream is None     # swallows everything for the rest of its life
@@ -146,6 +151,10 @@ class DbProxy:
 
     def reset(self):
         self._command(RESET)
+
+    def stall_newest(self):
+        """Swallow everything on the connection accepted last, from now on."""
+        self._command(STALL_NEWEST)
 
     def delay(self, seconds):
         """Pass, holding each chunk `seconds` before forwarding it."""
@@ -236,9 +245,14 @@ class DbProxy:
         with self._lock:
             commands, self._commands = list(self._commands), collections.deque()
         for mode, delay, done in commands:
+            links = set(self._links.values())
+            if mode == STALL_NEWEST:
+                if links:
+                    max(links, key=lambda link: link.seq).stall()
+                done.set()
+                continue
             with self._lock:
                 self._mode, self._delay = mode, delay
-            links = set(self._links.values())
             if mode == BLACKHOLE:
                 for link in links:
                     link.stall()
@@ -270,7 +284,7 @@ class DbProxy:
                 upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             client.setblocking(False)
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            link = _Link(client, upstream)
+            link = _Link(client, upstream, self.accepted)
             with self._lock:
                 for s in link.sockets():
                     self._links[s] = link

@@ -326,5 +326,34 @@ class SlowNetworkTest(ProxiedCase):
         self.assertEqual((stats["timeouts"], stats["exhausted"]), (0, 0), stats)
 
 
+
+class AbandonedKillTest(ProxiedCase):
+    """A KILL QUERY that its side connection swallows: the statement it was aimed at ends by
+    itself, and the side connection is given up at connect_timeout. The KILL could still reach
+    the server and interrupt whatever that pooled connection ran next, so the connection must be
+    replaced, and the query waiting for it served by the replacement, not stranded."""
+
+    db = {"pool_size": 1, "query_timeout": 1, "queue_timeout": 5, "connect_timeout": 0.5}
+
+    def conn_id(self):
+        return self.sql("SELECT CONNECTION_ID() AS id")["rows"][0]["id"]
+
+    def test_a_connection_whose_kill_went_unanswered_is_replaced(self):
+        # A first timeout opens the side connection (the newest through the proxy) and kills.
+        self.get("/c/sleep?s=3&tag=abandon_first")
+        self.assertEqual(self.proxy.accepted, 2, "the pooled connection and the side one")
+        self.proxy.stall_newest()
+        before = self.conn_id()
+        # Past query_timeout, so its KILL goes out (and is swallowed), but the statement ends by
+        # itself before the watchdog would give up on it (0.4 s later).
+        r = self.get("/c/sleep?s=1.2&tag=abandon_second")
+        self.assertEqual(r.status, 200, "%r\n%s" % (r, self.server.log()[-3000:]))
+        t0 = time.monotonic()
+        after = self.conn_id()
+        self.assertLess(time.monotonic() - t0, 2.5, "the next query waited for a stranded connection")
+        self.assertNotEqual(before, after, "the connection a KILL may still reach ran another query")
+        self.assertEqual(self.conn_id(), after)      # and the replacement stays
+
+
 if __name__ == "__main__":
     harness.main()

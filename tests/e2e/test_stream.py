@@ -139,5 +139,47 @@ class StreamTest(harness.ServerTestCase):
         self.assertIn(b"res:start can only be called from the request's own handler", r.body)
 
 
+class StreamWithHooksTest(harness.ServerTestCase):
+    """After hooks and error handlers see returned responses, not streamed ones (their head has
+    gone by then)."""
+
+    scripts = {"app.lua": """
+local squall = require "squall"
+local app = squall.app()
+app:after(function(req, res) res.headers["X-After"] = "ran"; res.body = res.body .. "!" end)
+app:on_error("*", function(req, err) return "handled " .. err.status end)
+app:get("/returned", function(req) return "plain" end)
+app:get("/streamed", function(req, res)
+  res:start(200, { ["X-Own"] = "1" })
+  res:write("as written")
+end)
+app:get("/streamed-then-abort", function(req, res)
+  res:start(200)
+  res:write("begun")
+  squall.abort(409, "too late")
+end)
+return app
+"""}
+
+    def test_after_hooks_change_a_returned_response_but_not_a_streamed_one(self):
+        r = self.request("GET", "/returned")
+        self.assertEqual((r.body, r.header("X-After")), (b"plain!", "ran"))
+        with self.connect() as c:
+            c.send(build_request("GET", "/streamed"))
+            r = c.read_response()
+        self.assertEqual(r.body, b"as written")
+        self.assertEqual(r.header("X-Own"), "1")
+        self.assertIsNone(r.header("X-After"))
+
+    def test_an_abort_after_start_closes_instead_of_reaching_the_error_handler(self):
+        with self.connect() as c:
+            c.send(build_request("GET", "/streamed-then-abort"))
+            raw = c.read_until_close()
+        self.assertIn(b"begun", raw)
+        self.assertNotIn(b"handled", raw)
+        self.server.wait_for_log(lambda log: "error after res:start(): HTTP 409: too late" in log)
+        self.assertIn("error after res:start(): HTTP 409: too late", self.server.log())
+
+
 if __name__ == "__main__":
     harness.main()

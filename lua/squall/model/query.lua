@@ -1,0 +1,303 @@
+-- squall.model's queries: where / order_by / limit / offset and the calls that run them.
+--
+--   Post:where{ user_id = 3, status = { "draft", "live" }, deleted_at = db.null }
+--       :where{ score = { gte = 10, lt = 100 } }
+--       :where("title LIKE ? OR pinned = ?", "%lua%", true)
+--       :order_by("pinned desc, id"):limit(20):all()
+--
+-- Names go through rows.ident (plain identifiers, backquoted); every value is a `?` parameter.
+-- The keys of a where table are sorted, so one call site always makes the same SQL text and
+-- reuses its prepared statement.
+
+local db = require "squall.db"
+local rows = require "squall.model.rows"
+
+local type, pairs, ipairs, error, tostring, setmetatable, select, tonumber =
+  type, pairs, ipairs, error, tostring, setmetatable, select, tonumber
+local floor, ceil = math.floor, math.ceil
+local concat, sort, unpack = table.concat, table.sort, unpack
+local format = string.format
+
+local ident, run, materialize = rows.ident, rows.run, rows.materialize
+local null = db.null
+
+local _M = {}
+
+-- A Lua array (keys 1..n), which is an IN list; anything else with keys is a map of operators.
+local function is_list(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n == #t
+end
+
+local ops = {
+  eq = "=", ne = "<>", gt = ">", gte = ">=", lt = "<", lte = "<=", like = "LIKE",
+}
+
+-- Adds the SQL for `col <cond>` to parts and its values to params. `prefix` qualifies the
+-- column ("t.") where a join makes a bare name ambiguous.
+local function condition(m, col, v, parts, params, prefix)
+  local q = (prefix or "") .. ident(col, "column")
+  if v == null then
+    parts[#parts + 1] = q .. " IS NULL"
+  elseif type(v) ~= "table" then
+    parts[#parts + 1] = q .. " = ?"
+    params[#params + 1] = rows.to_db(m, col, v)
+  elseif is_list(v) then
+    if #v == 0 then
+      parts[#parts + 1] = "FALSE"  -- nothing is in an empty list; SQL has no IN ()
+    else
+      parts[#parts + 1] = q .. " IN (?)"
+      local list = {}
+      for i = 1, #v do list[i] = rows.to_db(m, col, v[i]) end
+      params[#params + 1] = list
+    end
+  else
+    local names = {}
+    for op in pairs(v) do names[#names + 1] = op end
+    sort(names)
+    for _, op in ipairs(names) do
+      local arg = v[op]
+      if ops[op] then
+        if arg == null then error(format("squall.model: %s = { %s = db.null }: compare with NULL " ..
+                                         "as %s = db.null or { null = true/false }", col, op, col), 4) end
+        parts[#parts + 1] = q .. " " .. ops[op] .. " ?"
+        params[#params + 1] = rows.to_db(m, col, arg)
+      elseif op == "null" then
+        parts[#parts + 1] = q .. (arg and " IS NULL" or " IS NOT NULL")
+      elseif op == "in" or op == "not_in" then
+        if type(arg) ~= "table" or not is_list(arg) then
+          error(format("squall.model: %s = { %s = ... } needs an array", col, op), 4)
+        end
+        if #arg == 0 then
+          parts[#parts + 1] = op == "in" and "FALSE" or "TRUE"
+        else
+          parts[#parts + 1] = q .. (op == "in" and " IN (?)" or " NOT IN (?)")
+          params[#params + 1] = arg
+        end
+      else
+        error(format("squall.model: unknown operator %q for column %s (eq, ne, gt, gte, lt, lte, " ..
+                     "like, in, not_in, null)", tostring(op), col), 4)
+      end
+    end
+  end
+end
+
+-- A where table as SQL ("`a` = ? AND `b` IN (?)") and its parameters appended to params.
+function _M.where_sql(m, conds, params, prefix)
+  local cols = {}
+  for col in pairs(conds) do
+    if type(col) ~= "string" then
+      error("squall.model: where{...} takes column = value pairs; use where(\"sql ?\", value) for SQL", 3)
+    end
+    cols[#cols + 1] = col
+  end
+  sort(cols)
+  local parts = {}
+  for _, col in ipairs(cols) do condition(m, col, conds[col], parts, params, prefix) end
+  return concat(parts, " AND ")
+end
+
+-- "pinned desc, id" -> "`pinned` DESC, `id`"; anything but names and directions raises.
+function _M.order_sql(spec, dir, prefix)
+  if type(spec) ~= "string" then error("squall.model: order_by takes a string such as \"id desc\"", 3) end
+  if dir ~= nil then spec = spec .. " " .. tostring(dir) end
+  local out = {}
+  for item in (spec .. ","):gmatch("([^,]*),") do
+    local name, d = item:match("^%s*([%a_][%w_]*)%s*(%a*)%s*$")
+    d = d and d:upper()
+    if not name or (d ~= "" and d ~= "ASC" and d ~= "DESC") then
+      error(format("squall.model: order_by %q: expected column names, each with an optional asc or desc",
+                   spec), 3)
+    end
+    out[#out + 1] = (prefix or "") .. ident(name, "column") .. (d ~= "" and " " .. d or "")
+  end
+  return concat(out, ", ")
+end
+
+local Query = {}
+Query.__index = Query
+_M.Query = Query
+
+function _M.new(m)
+  return setmetatable({ model = m, conds = {}, params = {} }, Query)
+end
+
+-- Each call returns a new query, so a base query can be kept and refined twice.
+local function copy(q)
+  local c = setmetatable({}, Query)
+  for k, v in pairs(q) do c[k] = v end
+  local conds, params = {}, {}
+  for i = 1, #q.conds do conds[i] = q.conds[i] end
+  for i = 1, #q.params do params[i] = q.params[i] end
+  c.conds, c.params = conds, params
+  return c
+end
+
+-- where{ col = value, ... } or where("sql with ?", values...); several calls are joined by AND.
+function Query:where(cond, ...)
+  local c = copy(self)
+  if type(cond) == "table" then
+    local sql = _M.where_sql(self.model, cond, c.params)
+    if sql ~= "" then c.conds[#c.conds + 1] = sql end
+  elseif type(cond) == "string" then
+    -- A fragment of the caller's own: its ?s are bound in order, never spliced.
+    c.conds[#c.conds + 1] = "(" .. cond .. ")"
+    for i = 1, select("#", ...) do
+      local v = select(i, ...)
+      c.params[#c.params + 1] = v == nil and null or v
+    end
+  else
+    error("squall.model: where takes a table of conditions or an SQL fragment with ?", 2)
+  end
+  return c
+end
+
+function Query:order_by(spec, dir)
+  local c = copy(self)
+  c.order = _M.order_sql(spec, dir)
+  return c
+end
+
+local function count_arg(n, what)
+  n = tonumber(n)
+  if not n or n < 0 or n ~= floor(n) then
+    error(format("squall.model: %s must be a whole number >= 0", what), 3)
+  end
+  return n
+end
+
+function Query:limit(n)
+  local c = copy(self)
+  c.lim = count_arg(n, "limit")
+  return c
+end
+
+function Query:offset(n)
+  local c = copy(self)
+  c.off = count_arg(n, "offset")
+  return c
+end
+
+local function where_clause(q)
+  if #q.conds == 0 then return "" end
+  return " WHERE " .. concat(q.conds, " AND ")
+end
+
+-- The largest row count LIMIT takes with OFFSET and no limit of the caller's (MySQL's own
+-- advice is a very large number); 2^53 - 1 still binds as an exact integer.
+local NO_LIMIT = 9007199254740991
+
+local function select_sql(q, lim, off)
+  local params = { unpack(q.params) }
+  local sql = "SELECT * FROM " .. ident(q.model.table, "table") .. where_clause(q)
+  if q.order then sql = sql .. " ORDER BY " .. q.order end
+  if lim or off then
+    sql = sql .. " LIMIT ?"
+    params[#params + 1] = lim or NO_LIMIT
+    if off and off > 0 then
+      sql = sql .. " OFFSET ?"
+      params[#params + 1] = off
+    end
+  end
+  return sql, params
+end
+
+-- squall.model.relations' preload, set by squall.model (relations needs this module first).
+local preload
+
+function _M.set_preloader(fn) preload = fn end
+
+-- query:preload(spec): the rows this query returns come with those relations loaded.
+function Query:preload(spec)
+  local c = copy(self)
+  c.preload_spec = spec
+  return c
+end
+
+local function fetch(q, lim, off)
+  local sql, params = select_sql(q, lim, off)
+  local list = materialize(q.model, run(sql, unpack(params, 1, #params)))
+  if q.preload_spec then preload(list, q.preload_spec) end
+  return list
+end
+
+-- Every matching row, as objects loaded together (their relations load for all of them at once).
+function Query:all()
+  return fetch(self, self.lim, self.off)
+end
+
+-- The first row by the query's order (by primary key without one), or nil.
+function Query:first()
+  local q = self
+  if not q.order then q = q:order_by(q.model.pk) end
+  return fetch(q, 1, q.off)[1]
+end
+
+-- How many rows match (limit and offset do not apply).
+function Query:count()
+  local sql = "SELECT COUNT(*) AS n FROM " .. ident(self.model.table, "table") .. where_clause(self)
+  return run(sql, unpack(self.params, 1, #self.params))[1].n
+end
+
+function Query:exists()
+  local sql = "SELECT 1 AS found FROM " .. ident(self.model.table, "table") .. where_clause(self) .. " LIMIT 1"
+  return run(sql, unpack(self.params, 1, #self.params))[1] ~= nil
+end
+
+-- One page: { items, total, pages, page, per_page }. `page` counts from 1; nil, junk or < 1
+-- is page 1, so a handler may pass req.query.page as it comes. A page past the end has no
+-- items and the right total. The total costs a COUNT(*) only when the page alone cannot tell
+-- it: a page that is neither full nor empty ends the list.
+function Query:paginate(page, per_page)
+  per_page = per_page or 20
+  if type(per_page) ~= "number" or per_page < 1 or per_page ~= floor(per_page) then
+    error("squall.model: paginate's per_page must be a whole number >= 1", 2)
+  end
+  page = floor(tonumber(page) or 1)
+  if page < 1 then page = 1 end
+  local off = (page - 1) * per_page
+  local q = self.order and self or self:order_by(self.model.pk)
+  local items = fetch(q, per_page, off)
+  local total
+  if #items > 0 and #items < per_page then
+    total = off + #items
+  elseif #items == 0 and page == 1 then
+    total = 0
+  else
+    total = self:count()
+  end
+  return { items = items, total = total, pages = ceil(total / per_page), page = page, per_page = per_page }
+end
+
+-- UPDATE ... SET for every matching row at once (no validation, no timestamps, no objects);
+-- returns the number of rows changed.
+function Query:update_all(values)
+  local m = self.model
+  local cols = {}
+  for col in pairs(values) do cols[#cols + 1] = col end
+  if #cols == 0 then return 0 end
+  sort(cols)
+  local sets, params = {}, {}
+  for i, col in ipairs(cols) do
+    sets[i] = ident(col, "column") .. " = ?"
+    local v = rows.to_db(m, col, values[col])
+    params[i] = v == nil and null or v
+  end
+  for i = 1, #self.params do params[#params + 1] = self.params[i] end
+  local sql = "UPDATE " .. ident(m.table, "table") .. " SET " .. concat(sets, ", ") .. where_clause(self)
+  local n = run(sql, unpack(params, 1, #params)).affected_rows
+  rows.clear_identity(m)  -- objects already loaded hold the old values
+  return n
+end
+
+-- DELETE every matching row; returns how many went.
+function Query:delete_all()
+  local sql = "DELETE FROM " .. ident(self.model.table, "table") .. where_clause(self)
+  local n = run(sql, unpack(self.params, 1, #self.params)).affected_rows
+  -- Objects of deleted rows must not come back from the identity map.
+  rows.clear_identity(self.model)
+  return n
+end
+
+return _M

@@ -1,0 +1,273 @@
+-- squall.model's rows: turning result rows into objects, the per-request identity map, column
+-- types, and the one place model SQL runs (joining the caller's transaction).
+--
+-- A row object keeps its columns as plain fields, so it reads like the row db.query returns and
+-- encodes to the same JSON. Everything else about it (its model, the column values as last
+-- read or written, the rows loaded with it, its loaded relations) lives in its own metatable,
+-- which the JSON encoder ignores: no side table with weak keys, which in LuaJIT (no ephemerons)
+-- would keep a row alive through its own siblings.
+
+local db = require "squall.db"
+local context = require "squall.context"
+local json = require "squall.json"
+local cjson = require "cjson.safe"
+
+local type, pairs, error, tostring, rawget, getmetatable, setmetatable =
+  type, pairs, error, tostring, rawget, getmetatable, setmetatable
+local sort = table.sort
+local tnew = require "table.new"
+local format = string.format
+
+local _M = {}
+
+local null = db.null
+_M.null = null
+
+-- Model name -> model, filled by model.define when an app's modules load. Shared by every
+-- request of the worker on purpose: definitions are code, not request state.
+_M.registry = {}
+
+-- ---- SQL ------------------------------------------------------------------------------------
+
+-- Table and column names go into SQL text, so they must be plain identifiers; values never do.
+local function ident(name, what)
+  if type(name) ~= "string" or #name > 64 or not name:match("^[%a_][%w_]*$") then
+    error(format("squall.model: %s %q is not a plain identifier (letters, digits and _, at most 64)",
+                 what or "name", tostring(name)), 3)
+  end
+  return "`" .. name .. "`"
+end
+_M.ident = ident
+
+-- Inside db.transaction (the caller's, or the one its parent task was in) model queries run on
+-- the transaction's connection; outside, on the pool. Nobody has to pass `tx` around.
+function _M.run(sql, ...)
+  local tx = db.current_transaction()
+  if tx then return tx:query(sql, ...) end
+  return db.query(sql, ...)
+end
+
+-- ---- types ----------------------------------------------------------------------------------
+
+-- types = { column = "boolean" | "json" | "iso8601" }: how a column's value is seen in Lua.
+-- `from_db` runs on each value read, `to_db` on each value written and on each value compared
+-- with what was read, so a JSON table edited in place counts as a change.
+local converters = {
+  boolean = {
+    from_db = function(v) return v ~= 0 and v ~= "0" end,
+    to_db = function(v) return v end,  -- squall.db binds booleans as 1 and 0
+  },
+  json = {
+    from_db = function(v, col)
+      local doc, err = cjson.decode(v)
+      if doc == nil and v ~= "null" then
+        error(format("squall.model: column %s holds invalid JSON (%s)", col, tostring(err)), 0)
+      end
+      return doc == nil and null or doc
+    end,
+    to_db = function(v) return json.encode(v) end,
+  },
+  -- DATETIME "2024-05-01 12:30:00[.ffffff]" <-> "2024-05-01T12:30:00[.ffffff]Z". The column holds
+  -- UTC by convention (timestamps are written in UTC); the database's time_zone plays no part.
+  iso8601 = {
+    from_db = function(v) return (v:gsub("^(%d+%-%d+%-%d+) ", "%1T")) .. "Z" end,
+    to_db = function(v)
+      if type(v) ~= "string" then return v end
+      return (v:gsub("^(%d+%-%d+%-%d+)T(.-)Z$", "%1 %2"))
+    end,
+  },
+}
+
+function _M.check_types(types, where)
+  for col, name in pairs(types) do
+    ident(col, "column")
+    if not converters[name] then
+      error(format("squall.model: %s: type %q of column %s is not boolean, json or iso8601",
+                   where, tostring(name), col), 3)
+    end
+  end
+end
+
+local function to_lua(m, col, v)
+  local t = m.types[col]
+  if t == nil or v == null then return v end
+  return converters[t].from_db(v, col)
+end
+
+local function to_db(m, col, v)
+  local t = m.types[col]
+  if t == nil or v == null or v == nil then return v end
+  return converters[t].to_db(v)
+end
+_M.to_db = to_db
+
+-- ---- row objects ----------------------------------------------------------------------------
+
+-- The row's metatable: { __index, model, saved = { column = value as in the database } (nil for
+-- a row not inserted yet), group = the rows loaded with it, rel = { name = { key, value } }
+-- (nil until a relation is loaded: most rows never load one) }.
+local row_index  -- set by squall.model: methods, then relations
+
+function _M.set_index(fn) row_index = fn end
+
+function _M.state(row)
+  return getmetatable(row)
+end
+
+-- ncols: the number of columns to come, so that the row's fields go in without its table
+-- growing (and rehashing) three times on the way to six columns. The nil fields of the state
+-- reserve their slots the same way (LuaJIT sizes a constructor by its keys).
+function _M.new(m, values, ncols)
+  local row = setmetatable(ncols and tnew(0, ncols) or {},
+                           { __index = row_index, model = m, saved = nil, group = nil, rel = nil })
+  if values then
+    for k, v in pairs(values) do row[k] = v end
+  end
+  return row
+end
+
+-- The request's identity map for `m`: primary key -> row object.
+local function identity(m)
+  local req = context.current().request
+  local im = req.identity
+  if not im then
+    im = {}
+    req.identity = im
+  end
+  -- By model, not table: two models of one table (one strict, say) give objects of their own.
+  local t = im[m.name]
+  if not t then
+    t = {}
+    im[m.name] = t
+  end
+  return t
+end
+_M.identity = identity
+
+-- Rows read or written inside a transaction that rolled back may not exist, or not hold what
+-- their objects say: the next query of this request builds its objects afresh.
+db.on_rollback(function()
+  context.current().request.identity = nil
+end)
+
+-- A fresh row from the database for an object that has one already: the object is kept (one
+-- row, one object) and takes the new values, except those changed in Lua and not saved yet.
+local function refresh(row, st, r)
+  local m = st.model
+  local saved = st.saved
+  for col, v in pairs(r) do
+    local old = saved[col]
+    if old == nil or to_db(m, col, rawget(row, col)) == old then
+      local value = to_lua(m, col, v)
+      row[col] = value
+      saved[col] = to_db(m, col, value)
+    end
+  end
+end
+
+-- Sets the row's columns from a database row, all of them saved.
+local function fill(row, r)
+  local st = getmetatable(row)
+  local m = st.model
+  if not m.typed then
+    -- Without declared types a value is its database form: the result row itself (a fresh
+    -- table nobody else holds) is the saved copy, one table less per row.
+    for col, v in pairs(r) do row[col] = v end
+    st.saved = r
+    return
+  end
+  local saved = {}
+  for col, v in pairs(r) do
+    local value = to_lua(m, col, v)
+    row[col] = value
+    -- Compared later with to_db of the current value, so kept in that form: a JSON document
+    -- re-encoded, a boolean as a boolean.
+    saved[col] = to_db(m, col, value)
+  end
+  st.saved = saved
+end
+_M.fill = fill
+
+-- Turns db.query rows into objects of `m`; they remember each other as siblings, so that the
+-- first lazy load of a relation on one loads it for all of them.
+function _M.materialize(m, rows)
+  local out = json.array({})
+  local group = {}
+  local pk = m.pk
+  local im = identity(m)
+  local ncols = rows.columns and #rows.columns
+  for i = 1, #rows do
+    local r = rows[i]
+    local id = r[pk]
+    local row = id ~= nil and im[id]
+    local st
+    if row then
+      st = getmetatable(row)
+      refresh(row, st, r)
+    else
+      row = _M.new(m, nil, ncols)
+      st = getmetatable(row)
+      fill(row, r)
+      if id ~= nil then im[id] = row end
+    end
+    st.group = group
+    group[i] = row
+    out[i] = row
+  end
+  return out
+end
+
+-- The columns whose values differ from what the database holds, in a stable order (one SQL
+-- text per set of columns, for the statement cache), with their values as written.
+function _M.changes(row)
+  local st = getmetatable(row)
+  local m, saved = st.model, st.saved or {}
+  local cols = {}
+  for col, v in pairs(row) do
+    -- A field named like a relation is a value the code put there, not a column.
+    if type(col) == "string" and type(v) ~= "function" and not m.relations[col] and to_db(m, col, v) ~= saved[col] then
+      cols[#cols + 1] = col
+    end
+  end
+  -- A column read from the database and then set to nil in Lua is a change to NULL.
+  for col in pairs(saved) do
+    if rawget(row, col) == nil and saved[col] ~= null then cols[#cols + 1] = col end
+  end
+  sort(cols)
+  local vals = {}
+  for i = 1, #cols do
+    local v = to_db(m, cols[i], rawget(row, cols[i]))
+    vals[i] = v == nil and null or v
+  end
+  return cols, vals
+end
+
+-- After an INSERT or UPDATE: these values are what the database holds now.
+function _M.mark_saved(row, cols, vals)
+  local st = getmetatable(row)
+  local saved = st.saved or {}
+  for i = 1, #cols do saved[cols[i]] = vals[i] end
+  st.saved = saved
+end
+
+function _M.forget(row)
+  local st = getmetatable(row)
+  local id = rawget(row, st.model.pk)
+  if id ~= nil then identity(st.model)[id] = nil end
+  st.saved = nil
+  st.rel = nil
+end
+
+-- After a statement that changed rows without their objects (update_all, delete_all).
+function _M.clear_identity(m)
+  local im = context.current().request.identity
+  if im then im[m.name] = nil end
+end
+
+function _M.remember(row)
+  local st = getmetatable(row)
+  local id = rawget(row, st.model.pk)
+  if id ~= nil then identity(st.model)[id] = row end
+end
+
+return _M
