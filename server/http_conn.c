@@ -7,11 +7,16 @@
  * kernel when no more buffered input can be answered right away, so a pipelined batch leaves in
  * one write.
  *
+ * The request goes to the handler named by the environment (sq_conn_handler_t, http_conn.h); the
+ * connection never learns what the handler is. The handler's answer is built by http_response.c;
+ * this file writes it out, and for a streamed body tells the handler (on_writable) when the output
+ * has drained below the low-water mark after a write said it was over the high-water mark.
+ *
  * Lifetime: the connection is freed in the close callback of the last of its two handles. A
- * handler may still be running (waiting on a yield) when the client goes away; closing then
- * detaches the bridge's task first, so the coroutine finds no connection when it resumes and
- * never writes into freed memory. */
-#include "http_conn.h"
+ * handler may still be running (waiting on a yield) when the client goes away; closing then calls
+ * the handler's on_close first, so it lets go of the connection and never writes into freed
+ * memory. */
+#include "http_conn_internal.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -19,7 +24,6 @@
 
 #include "http_msg.h"
 #include "log.h"
-#include "lua_bridge.h"
 
 enum { T_NONE, T_IDLE, T_HEADER, T_BODY, T_LINGER, T_SEND };
 
@@ -31,52 +35,29 @@ enum { T_NONE, T_IDLE, T_HEADER, T_BODY, T_LINGER, T_SEND };
 #define SQ_LINGER_MS 2000
 /* Output waiting for the kernel beyond which no further pipelined request is parsed. */
 #define SQ_OUT_PAUSE_BYTES (4u << 20)
-
-struct sq_conn_s {
-  uv_tcp_t tcp;
-  uv_timer_t timer;
-  uv_write_t wreq;
-  uv_shutdown_t sreq;
-  sq_worker_t *w;
-  sq_conn_t *prev, *next;
-  llhttp_t parser;
-  sq_req_t req;
-  char *rbuf;
-  size_t rlen, rcap, rpos;       /* bytes held, allocated, and already fed to the parser */
-  size_t header_bytes;
-  size_t field_len;              /* bytes of the header (or trailer) name being parsed */
-  size_t resp_mark;              /* out.len when the current response began */
-  int resp_status;
-  int error_status;              /* set by a parser callback that refuses the request */
-  int timer_mode;
-  uint64_t deadline;             /* loop time at which the current timer_mode expires */
-  uint64_t armed;                /* loop time the libuv timer is set for, when active */
-  int after_send_mode;           /* the reading side's timer, held while T_SEND runs */
-  double after_send_secs;
-  size_t send_left;              /* bytes libuv still had queued at the last T_SEND check */
-  int handles;
-  int peer_port;
-  sq_buf_t out;                  /* responses not yet handed to the kernel */
-  sq_buf_t wbuf;                 /* the write in flight */
-  unsigned in_message : 1, in_handler : 1, dispatching : 1, last_was_value : 1, writing : 1,
-      closing : 1, want_close : 1, read_stopped : 1, eof : 1, lingering : 1, counted : 1,
-      own_date : 1, own_server : 1;  /* the handler set the response's Date / Server itself */
-  char peer[48];
-};
-
 static void conn_process(sq_conn_t *c);
-static void conn_flush(sq_conn_t *c);
-static void conn_close(sq_conn_t *c);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 sq_conn_t *sq_conn_next(sq_conn_t *c) { return c->next; }
 const sq_req_t *sq_conn_request(const sq_conn_t *c) { return &c->req; }
-sq_worker_t *sq_conn_worker(const sq_conn_t *c) { return c->w; }
 
 const char *sq_conn_peer(const sq_conn_t *c, int *port)
 {
   *port = c->peer_port;
   return c->peer;
+}
+
+/* The cached "Date: ...\r\n" line: formatting it costs more than the rest of a small head. */
+const char *sq__conn_date_line(sq_conn_env_t *env)
+{
+  time_t now = time(NULL);
+  if (now != env->date_sec) {
+    char date[30];
+    sq_http_format_date(now, date);
+    snprintf(env->date_line, sizeof env->date_line, "Date: %s\r\n", date);
+    env->date_sec = now;
+  }
+  return env->date_line;
 }
 
 /* ---- timers ------------------------------------------------------------------------------ */
@@ -102,7 +83,7 @@ static void timer_set(sq_conn_t *c, int mode, double seconds)
   c->timer_mode = mode;
   if (mode == T_NONE)
     return;
-  uint64_t now = uv_now(&c->w->loop);
+  uint64_t now = uv_now(c->env->loop);
   c->deadline = now + (uint64_t)(seconds * 1000.0 + 0.5);
   if (!uv_is_active((uv_handle_t *)&c->timer) || c->armed > c->deadline) {
     c->armed = c->deadline;
@@ -115,7 +96,7 @@ static void conn_fail(sq_conn_t *c, int status);
 static void on_timer(uv_timer_t *t)
 {
   sq_conn_t *c = t->data;
-  uint64_t now = uv_now(&c->w->loop);
+  uint64_t now = uv_now(c->env->loop);
   if (c->timer_mode == T_NONE)
     return;
   if (now < c->deadline) {
@@ -130,7 +111,7 @@ static void on_timer(uv_timer_t *t)
     if (c->in_message)
       conn_fail(c, 408);
     else
-      conn_close(c);
+      sq__conn_close(c);
     break;
   case T_BODY:
     conn_fail(c, 408);
@@ -140,16 +121,16 @@ static void on_timer(uv_timer_t *t)
     /* Slow, but reading: another period. 0 left: the kernel took the rest and on_write is due. */
     if (left == 0 || left < c->send_left) {
       c->send_left = left;
-      timer_set(c, T_SEND, c->w->cfg->limits.send_timeout);
+      timer_set(c, T_SEND, c->env->cfg->limits.send_timeout);
       break;
     }
     sq_log(SQ_LOG_DEBUG, "worker %d: %s: closed: read none of %zu waiting response bytes in %gs (send_timeout)",
-           c->w->id, c->peer, left, c->w->cfg->limits.send_timeout);
-    conn_close(c);
+           c->env->id, c->peer, left, c->env->cfg->limits.send_timeout);
+    sq__conn_close(c);
     break;
   }
   default:
-    conn_close(c);
+    sq__conn_close(c);
   }
 }
 
@@ -158,7 +139,7 @@ static void on_timer(uv_timer_t *t)
 static int count_header_bytes(sq_conn_t *c, size_t n)
 {
   c->header_bytes += n;
-  if (c->header_bytes > (size_t)c->w->cfg->limits.max_header_bytes) {
+  if (c->header_bytes > (size_t)c->env->cfg->limits.max_header_bytes) {
     c->error_status = 431;
     return -1;
   }
@@ -177,9 +158,9 @@ static int on_message_begin(llhttp_t *p)
   c->field_len = 0;
   c->last_was_value = 0;
   c->in_message = 1;
-  r->start_ms = uv_now(&c->w->loop);
+  r->start_ms = uv_now(c->env->loop);
   if (c->timer_mode != T_HEADER)
-    timer_set(c, T_HEADER, c->w->cfg->limits.header_timeout);
+    timer_set(c, T_HEADER, c->env->cfg->limits.header_timeout);
   return 0;
 }
 
@@ -224,7 +205,13 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     h->value_len = 0;
     c->last_was_value = 0;
   }
+  /* Lowercased as they arrive, so that the request handed to the handler is final (const) and
+   * lookups need no case folding. Field names are case-insensitive (RFC 9110 5.1). */
+  size_t off = r->head.len;
   sq_buf_append(&r->head, at, len);
+  for (char *n = r->head.data + off, *end = n + len; n < end; n++)
+    if (*n >= 'A' && *n <= 'Z')
+      *n = (char)(*n + 32);
   r->headers[r->nheaders - 1].name_len += (uint32_t)len;
   return 0;
 }
@@ -300,7 +287,7 @@ static int split_target(sq_req_t *r)
 static int on_headers_complete(llhttp_t *p)
 {
   sq_conn_t *c = p->data;
-  const sq_config_t *cfg = c->w->cfg;
+  const sq_config_t *cfg = c->env->cfg;
   /* llhttp drops leading whitespace of a value but keeps trailing OWS, which is not part of it. */
   for (int i = 0; i < c->req.nheaders; i++) {
     sq_header_t *h = &c->req.headers[i];
@@ -357,7 +344,7 @@ static int on_headers_complete(llhttp_t *p)
      * response that is not written yet, and `out` is empty here because we only parse when
      * no handler is running and everything before has been flushed or is in flight. */
     sq_buf_append(&c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-    conn_flush(c);
+    sq__conn_flush(c);
     if (c->closing)
       return -1;  /* the write failed and closed us: parse no further */
   }
@@ -369,7 +356,7 @@ static int on_headers_complete(llhttp_t *p)
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
   sq_conn_t *c = p->data;
-  if (c->req.body.len + len > (size_t)c->w->cfg->limits.max_body_bytes) {
+  if (c->req.body.len + len > (size_t)c->env->cfg->limits.max_body_bytes) {
     c->error_status = 413;
     return -1;
   }
@@ -420,7 +407,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     return;
   if (c->lingering) {
     if (nread < 0)
-      conn_close(c);
+      sq__conn_close(c);
     c->rlen = c->rpos;  /* discard */
     return;
   }
@@ -434,7 +421,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
      * half-closed after a request still gets answers from handlers that do not wait, since
      * those respond before the EOF is read. */
     if (nread != UV_EOF || c->in_handler || llhttp_finish(&c->parser) != HPE_OK || c->in_message) {
-      conn_close(c);
+      sq__conn_close(c);
       return;
     }
     c->eof = 1;
@@ -494,18 +481,20 @@ static void conn_process(sq_conn_t *c)
     llhttp_resume(&c->parser);
     c->in_handler = 1;
     c->dispatching = 1;
-    sq_bridge_dispatch(c->w->bridge, c);
+    c->handler = c->env->handler;
+    void *hreq = c->handler->on_request(c->env->handler_self, c, &c->req);
+    c->hreq = c->in_handler ? hreq : NULL;  /* a response that already ended needs no handle */
     c->dispatching = 0;
   }
   if (c->closing)
     return;
   if (c->in_handler) {
     /* Earlier pipelined responses must not wait for a handler that is suspended. */
-    conn_flush(c);
+    sq__conn_flush(c);
     return;
   }
   if (c->out.len + c->wbuf.len >= SQ_OUT_PAUSE_BYTES && c->rpos < c->rlen) {
-    conn_flush(c);
+    sq__conn_flush(c);
     if (c->closing)
       return;
     if (!c->writing) {  /* the kernel took it all at once: carry on parsing */
@@ -521,100 +510,17 @@ static void conn_process(sq_conn_t *c)
     return;
   }
   /* Draining closes after the last complete request; one still arriving is answered first. */
-  if (c->eof || (c->w->draining && !c->in_message))
+  if (c->eof || (c->env->draining && !c->in_message))
     c->want_close = 1;
   if (!c->want_close && !c->in_message && c->timer_mode != T_IDLE)
-    timer_set(c, T_IDLE, c->w->cfg->limits.keepalive_timeout);
-  conn_flush(c);
+    timer_set(c, T_IDLE, c->env->cfg->limits.keepalive_timeout);
+  sq__conn_flush(c);
 }
 
-/* ---- responses --------------------------------------------------------------------------- */
-
-void sq_conn_response_begin(sq_conn_t *c, int status)
+void sq__conn_next_request(sq_conn_t *c)
 {
-  assert(c->in_handler);
-  c->resp_mark = c->out.len;
-  c->resp_status = status;
-  c->own_date = c->own_server = 0;
-  sq_http_status_line(&c->out, status);
-}
-
-void sq_conn_response_content_type(sq_conn_t *c, const char *value, size_t vlen)
-{
-  sq_http_header(&c->out, "Content-Type", 12, value, vlen);
-}
-
-int sq_conn_response_header(sq_conn_t *c, const char *name, size_t nlen, const char *value, size_t vlen)
-{
-  if (!sq_http_header_ok(name, nlen, value, vlen))
-    return -1;
-  if (sq_http_header_reserved(name, nlen)) {
-    if (nlen == 10 && vlen == 5 && sq_http_casecmp(value, "close", 5) == 0)
-      c->req.keep_alive = 0;  /* a handler may ask to close; framing stays ours */
-    return 0;
-  }
-  /* A handler's Date or Server replaces the host's rather than repeating it: two Date fields
-   * make the message invalid (RFC 9110 6.6.1 allows one). */
-  if (nlen == 4 && sq_http_casecmp(name, "date", 4) == 0)
-    c->own_date = 1;
-  else if (nlen == 6 && sq_http_casecmp(name, "server", 6) == 0)
-    c->own_server = 1;
-  sq_http_header(&c->out, name, nlen, value, vlen);
-  return 0;
-}
-
-void sq_conn_response_abort(sq_conn_t *c) { c->out.len = c->resp_mark; }
-
-static void access_log(sq_conn_t *c, size_t body_len)
-{
-  const sq_req_t *r = &c->req;
-  char line[2048], when[32];
-  time_t now = time(NULL);
-  struct tm tm;
-  gmtime_r(&now, &tm);
-  strftime(when, sizeof when, "%d/%b/%Y:%H:%M:%S +0000", &tm);
-  uint64_t ms = uv_now(&c->w->loop) - r->start_ms;
-  int url = r->url_len > 1024 ? 1024 : (int)r->url_len;
-  int n = snprintf(line, sizeof line, "%s - - [%s] \"%s %.*s HTTP/1.%d\" %d %zu %.3f\n", c->peer, when,
-                   r->method, url, r->head.data, r->http_minor, c->resp_status, body_len, ms / 1000.0);
-  if (n > (int)sizeof line - 1)
-    n = (int)sizeof line - 1;
-  sq_log_access(line, (size_t)n);
-}
-
-void sq_conn_response_end(sq_conn_t *c, const char *body, size_t len)
-{
-  sq_req_t *r = &c->req;
-  int keep = r->keep_alive && !c->w->draining && !c->eof;
-  /* 204 and 304 have no body by definition (RFC 9110 15.3.5, 15.4.5): a body here would be
-   * read as the start of the next response. */
-  int bodiless = c->resp_status == 204 || c->resp_status == 304;
-  if (bodiless)
-    len = 0;
-  if (!c->own_server)
-    sq_buf_append(&c->out, "Server: squall\r\n", 16);
-  if (!c->own_date) {
-    const char *date = sq_worker_date_line(c->w);
-    sq_buf_append(&c->out, date, strlen(date));
-  }
-  if (!bodiless)  /* 304's would have to be the 200's length (RFC 9110 8.6): leave it out */
-    sq_http_content_length(&c->out, len);
-  if (!keep)
-    sq_buf_append(&c->out, "Connection: close\r\n\r\n", 21);
-  else if (r->http_minor == 0)
-    sq_buf_append(&c->out, "Connection: keep-alive\r\n\r\n", 26);
-  else
-    sq_buf_append(&c->out, "\r\n", 2);
-  if (!r->is_head && !bodiless)
-    sq_buf_append(&c->out, body, len);
-  if (sq_log_access_enabled())
-    access_log(c, len);
-  r->task = NULL;
-  c->in_handler = 0;
-  if (!keep)
-    c->want_close = 1;
   if (c->dispatching)
-    return;  /* conn_process, further up this stack, carries on with the next request */
+    return;  /* conn_process, further up this stack, carries on once on_request returns */
   resume_reading(c);
   conn_process(c);
 }
@@ -631,21 +537,28 @@ static void on_write(uv_write_t *req, int status)
   if (c->closing)
     return;
   if (status < 0) {
-    conn_close(c);
+    sq__conn_close(c);
     return;
   }
-  conn_flush(c);
-  if (c->closing || c->writing)
+  sq__conn_flush(c);
+  if (c->closing)
     return;
-  if (c->timer_mode == T_SEND)
-    timer_set(c, c->after_send_mode, c->after_send_secs);
-  if (c->read_stopped && !c->in_handler) {
-    resume_reading(c);
-    conn_process(c);
+  if (!c->writing) {
+    if (c->timer_mode == T_SEND)
+      timer_set(c, c->after_send_mode, c->after_send_secs);
+    if (c->read_stopped && !c->in_handler) {
+      resume_reading(c);
+      conn_process(c);
+    }
+  }
+  /* Last, since the handler may end the response (and the next request begin) from in here. */
+  if (c->want_writable && !c->closing && sq__conn_unsent(c) < SQ_STREAM_LOW_BYTES) {
+    c->want_writable = 0;
+    c->handler->on_writable(c->hreq, c);
   }
 }
 
-static void conn_flush(sq_conn_t *c)
+void sq__conn_flush(sq_conn_t *c)
 {
   if (c->writing || c->closing)
     return;
@@ -669,7 +582,7 @@ static void conn_flush(sq_conn_t *c)
     return;
   }
   if (n < 0 && n != UV_EAGAIN) {
-    conn_close(c);
+    sq__conn_close(c);
     return;
   }
   if (n > 0) {
@@ -677,7 +590,7 @@ static void conn_flush(sq_conn_t *c)
     b.len -= (unsigned)n;
   }
   if (c->timer_mode != T_SEND) {
-    uint64_t now = uv_now(&c->w->loop);
+    uint64_t now = uv_now(c->env->loop);
     c->after_send_mode = c->timer_mode;
     c->after_send_secs = c->deadline > now ? (double)(c->deadline - now) / 1000.0 : 0;
   }
@@ -685,11 +598,11 @@ static void conn_flush(sq_conn_t *c)
   c->wreq.data = c;
   if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
     c->writing = 0;
-    conn_close(c);
+    sq__conn_close(c);
     return;
   }
   c->send_left = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-  timer_set(c, T_SEND, c->w->cfg->limits.send_timeout);
+  timer_set(c, T_SEND, c->env->cfg->limits.send_timeout);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -698,7 +611,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
   if (c->closing)
     return;
   if (status < 0 || c->eof) {
-    conn_close(c);
+    sq__conn_close(c);
     return;
   }
   timer_set(c, T_LINGER, SQ_LINGER_MS / 1000.0);
@@ -714,14 +627,14 @@ static void finish_close(sq_conn_t *c)
   if (c->lingering || c->closing)
     return;
   if (c->eof) {
-    conn_close(c);
+    sq__conn_close(c);
     return;
   }
   c->sreq.data = c;
   c->lingering = 1;  /* from here on: a drain's conn_flush must not shut down twice */
   timer_set(c, T_NONE, 0);
   if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
-    conn_close(c);
+    sq__conn_close(c);
 }
 
 static void conn_fail(sq_conn_t *c, int status)
@@ -732,12 +645,12 @@ static void conn_fail(sq_conn_t *c, int status)
    * its target has begun (url_len); before that it is still the previous request's. */
   int head = c->in_message && c->req.url_len > 0 && c->parser.method == HTTP_HEAD;
   c->in_message = 0;
-  sq_http_simple_response(&c->out, status, sq_worker_date_line(c->w), 1, head);
+  sq_http_simple_response(&c->out, status, sq__conn_date_line(c->env), 1, head);
   if (sq_log_enabled(SQ_LOG_DEBUG))
-    sq_log(SQ_LOG_DEBUG, "worker %d: %s: %d %s (%s)", c->w->id, c->peer, status, sq_http_reason(status),
+    sq_log(SQ_LOG_DEBUG, "worker %d: %s: %d %s (%s)", c->env->id, c->peer, status, sq_http_reason(status),
            llhttp_get_error_reason(&c->parser) ? llhttp_get_error_reason(&c->parser) : "timeout");
   c->want_close = 1;
-  conn_flush(c);
+  sq__conn_flush(c);
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -745,15 +658,13 @@ static void on_handle_closed(uv_handle_t *h)
   sq_conn_t *c = h->data;
   if (--c->handles > 0)
     return;
-  sq_worker_t *w = c->w;
+  sq_conn_env_t *env = c->env;
   if (c->prev)
     c->prev->next = c->next;
-  else if (w->conns == c)
-    w->conns = c->next;
+  else if (env->conns == c)
+    env->conns = c->next;
   if (c->next)
     c->next->prev = c->prev;
-  if (c->counted)
-    atomic_fetch_sub(&w->server->nconns, 1);
   free(c->rbuf);
   sq_buf_free(&c->req.head);
   sq_buf_free(&c->req.body);
@@ -761,18 +672,21 @@ static void on_handle_closed(uv_handle_t *h)
   sq_buf_free(&c->out);
   sq_buf_free(&c->wbuf);
   free(c);
-  w->nconns--;
-  sq__worker_maybe_finish(w);
+  env->nconns--;
+  env->on_closed(env);
 }
 
-static void conn_close(sq_conn_t *c)
+void sq__conn_close(sq_conn_t *c)
 {
   if (c->closing)
     return;
   c->closing = 1;
-  if (c->in_handler && c->req.task)
-    sq_bridge_detach(c->req.task);
-  c->req.task = NULL;
+  /* The handler lets go of the connection before its memory goes. Not while it is inside
+   * on_request (hreq is not known yet) or a write: a failure there is reported by the write's -1,
+   * since re-entering the handler from its own call would pull the request from under it. */
+  if (c->in_handler && !c->dispatching && !c->in_write)
+    c->handler->on_close(c->hreq, c);
+  c->hreq = NULL;
   uv_close((uv_handle_t *)&c->timer, on_handle_closed);
   uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 }
@@ -780,7 +694,7 @@ static void conn_close(sq_conn_t *c)
 void sq_conn_shutdown(sq_conn_t *c, int force)
 {
   if (force) {
-    conn_close(c);
+    sq__conn_close(c);
     return;
   }
   /* A request being answered or still arriving is in flight: it gets its response, and
@@ -789,7 +703,7 @@ void sq_conn_shutdown(sq_conn_t *c, int force)
   if (c->in_handler || c->in_message || c->closing)
     return;
   c->want_close = 1;
-  conn_flush(c);
+  sq__conn_flush(c);
 }
 
 /* ---- accepting --------------------------------------------------------------------------- */
@@ -805,76 +719,27 @@ static const llhttp_settings_t parser_settings = {
   .on_message_complete = on_message_complete,
 };
 
-static void on_refused_timer(uv_timer_t *t);
-
-/* A refused connection is worth a line in the log (an operator has to learn that the limit is
- * hit), but a flood of them must not become a flood of lines: the whole server writes at most
- * one a second, counting what was refused since the one before. Whichever worker refuses first
- * after a quiet second writes it; a worker that refused meanwhile arms its timer, so the count
- * is reported even if no further refusal comes. */
-static void report_refused(sq_worker_t *w)
+/* A connection in the environment's list, its handles initialised but no socket yet. */
+static sq_conn_t *conn_new(sq_conn_env_t *env)
 {
-  sq_server_t *s = w->server;
-  if (atomic_load(&s->refused) == 0 || uv_is_closing((uv_handle_t *)&w->refused_timer))
-    return;
-  unsigned long long now = uv_hrtime() / 1000000, last = atomic_load(&s->refused_log_ms);
-  if (last != 0 && now - last < 1000) {
-    if (!uv_is_active((uv_handle_t *)&w->refused_timer))
-      uv_timer_start(&w->refused_timer, on_refused_timer, last + 1000 - now, 0);
-    return;
-  }
-  if (!atomic_compare_exchange_strong(&s->refused_log_ms, &last, now)) {
-    /* Another worker is writing the line now; whatever it misses is ours in a second. */
-    if (!uv_is_active((uv_handle_t *)&w->refused_timer))
-      uv_timer_start(&w->refused_timer, on_refused_timer, 1000, 0);
-    return;
-  }
-  long n = atomic_exchange(&s->refused, 0);
-  if (n > 0)
-    sq_log(SQ_LOG_WARN, "refused %ld connection%s: limits.max_connections (%ld) reached", n, n == 1 ? "" : "s",
-           w->cfg->limits.max_connections);
-}
-
-static void on_refused_timer(uv_timer_t *t) { report_refused(t->data); }
-
-void sq_conn_accept(uv_stream_t *listener, int status)
-{
-  sq_worker_t *w = listener->data;
-  if (status < 0) {
-    if (atomic_load(&w->command) != SQ_WORKER_RUN) {
-      /* The main thread shut the socket down to stop new connections. libuv retries accept for
-       * as long as the handle is open, so close it now instead of when `control` is handled. */
-      if (!uv_is_closing((uv_handle_t *)listener))
-        uv_close((uv_handle_t *)listener, NULL);
-      return;
-    }
-    sq_log(SQ_LOG_WARN, "worker %d: accept: %s", w->id, uv_strerror(status));
-    return;
-  }
   sq_conn_t *c = sq_calloc(1, sizeof *c);
-  c->w = w;
+  c->env = env;
   c->tcp.data = c;
   c->timer.data = c;
   c->handles = 2;
-  uv_tcp_init(&w->loop, &c->tcp);
-  uv_timer_init(&w->loop, &c->timer);
-  c->next = w->conns;
-  if (w->conns)
-    w->conns->prev = c;
-  w->conns = c;
-  w->nconns++;
-  if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0) {
-    conn_close(c);
-    return;
-  }
-  c->counted = 1;
-  if (atomic_fetch_add(&w->server->nconns, 1) >= w->cfg->limits.max_connections) {
-    /* Over the limit: closing at once costs the least and tells the client to back off. */
-    conn_close(c);
-    atomic_fetch_add(&w->server->refused, 1);
-    report_refused(w);
-    return;
-  }
+  uv_tcp_init(env->loop, &c->tcp);
+  uv_timer_init(env->loop, &c->timer);
+  c->next = env->conns;
+  if (env->conns)
+    env->conns->prev = c;
+  env->conns = c;
+  env->nconns++;
+  return c;
+}
+
+/* The socket is open: wait for the first request. */
+static void conn_start(sq_conn_t *c)
+{
   uv_tcp_nodelay(&c->tcp, 1);
   struct sockaddr_storage ss;
   int len = sizeof ss;
@@ -882,13 +747,24 @@ void sq_conn_accept(uv_stream_t *listener, int status)
     if (ss.ss_family == AF_INET6) {
       uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
       c->peer_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    } else {
+    } else if (ss.ss_family == AF_INET) {
       uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
       c->peer_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
     }
   }
   llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
   c->parser.data = c;
-  timer_set(c, T_HEADER, w->cfg->limits.header_timeout);
+  timer_set(c, T_HEADER, c->env->cfg->limits.header_timeout);
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+sq_conn_t *sq_conn_accept(sq_conn_env_t *env, uv_stream_t *listener)
+{
+  sq_conn_t *c = conn_new(env);
+  if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0) {
+    sq__conn_close(c);
+    return NULL;
+  }
+  conn_start(c);
+  return c;
 }

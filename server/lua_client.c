@@ -47,6 +47,10 @@ static void on_closed(uv_handle_t *h)
   free(c);
 }
 
+/* The client owns itself until its response or error comes back, and then resumes the task or
+ * (sq__task_arrived says) drops it: there is nothing to cancel before that. */
+static const sq_wait_t client_wait = {.cancel = NULL};
+
 /* Resumes the task with the response, or with nil and `err`, and closes the client. */
 static void finish(client_t *c, const char *err)
 {
@@ -250,7 +254,7 @@ static int l_http_request(lua_State *L)
     return 2;
   }
   uv_timer_start(&c->timer, on_timeout, timeout_ms, 0);
-  sq__task_wait(t, SQ_WAIT_IO);
+  sq__task_wait(t, &client_wait, NULL);
   return lua_yield(L, 0);
 }
 

@@ -189,6 +189,10 @@ static void tx_release(sq_task_res_t *res)
   }
 }
 
+/* A job cannot be taken back from the pool: it points at its task until on_done, which drops an
+ * abandoned task's result (rolling back a transaction it began) instead of resuming it. */
+static const sq_wait_t db_wait = {.cancel = NULL};
+
 static void on_done(sq_db_job_t *j, void *ctx)
 {
   dbstate_t *d = ctx;
@@ -251,7 +255,7 @@ static int submit(lua_State *L, dbstate_t *d, sq_task_t *t, sq_db_job_t *j)
     push_error(L, d, SQ_DB_ERR_EXHAUSTED, ER_CON_COUNT_ERROR, "08004", msg);
     return 2;
   }
-  sq__task_wait(t, SQ_WAIT_DB);
+  sq__task_wait(t, &db_wait, NULL);
   return lua_yield(L, 0);
 }
 

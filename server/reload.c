@@ -1,8 +1,9 @@
 /* Hot reload orchestration.
  *
- * Thread: main, except sq_reload_push_status (any worker, under status_lock). The main thread
- * never touches a lua_State: it only sends phases to workers (sq_worker_reload) and reads the
- * state each worker publishes (gen_state, gen_err) before it wakes `reply`.
+ * Thread: main. It never touches a lua_State: it only sends phases to workers (sq_worker_reload),
+ * reads the state each worker publishes (gen_state, gen_err) before it wakes `reply`, and
+ * publishes the outcome in sq_server_t's status fields under status_lock, which squall.core's
+ * reload_status reads (lua_core.c).
  *
  * The watcher polls: Linux inotify is not recursive, and a stat of every script twice a second
  * is cheap next to serving requests, works the same for new files and subdirectories, and lets
@@ -284,28 +285,6 @@ void sq_reload_stop(sq_reload_t *r)
 }
 
 void sq_reload_free(sq_reload_t *r) { free(r); }
-
-void sq_reload_push_status(lua_State *L, sq_server_t *s)
-{
-  /* Copied out first: a Lua allocation may raise, and must not leave status_lock held. */
-  uv_mutex_lock(&s->status_lock);
-  unsigned attempts = s->reload_attempts;
-  int ok = attempts == 0 || s->reload_ok, gen = s->generation;
-  char err[sizeof s->reload_error];
-  memcpy(err, s->reload_error, sizeof err);
-  uv_mutex_unlock(&s->status_lock);
-  lua_createtable(L, 0, 5);
-  lua_pushboolean(L, ok);
-  lua_setfield(L, -2, "ok");
-  lua_pushinteger(L, gen);
-  lua_setfield(L, -2, "generation");
-  lua_pushinteger(L, (lua_Integer)attempts);
-  lua_setfield(L, -2, "attempts");
-  if (!ok) {
-    lua_pushstring(L, err);
-    lua_setfield(L, -2, "error");
-  }
-}
 
 /* ---- squall reload ----------------------------------------------------------------------- */
 

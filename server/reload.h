@@ -9,7 +9,6 @@
 #ifndef SQ_RELOAD_H
 #define SQ_RELOAD_H
 
-#include <lua.h>
 #include <uv.h>
 
 #include "worker.h"
@@ -32,9 +31,6 @@ sq_reload_t *sq_reload_start(sq_server_t *s, uv_loop_t *loop, uint64_t baseline)
 void sq_reload_stop(sq_reload_t *r);
 /* Main thread, once the loop has ended (the handles' memory is in `r`). */
 void sq_reload_free(sq_reload_t *r);
-
-/* Any thread: pushes squall.reload_status()'s table. */
-void sq_reload_push_status(lua_State *L, sq_server_t *s);
 
 /* `squall reload`: signal the server named by the config's pid_file and report the outcome.
  * Returns the process exit code. */

@@ -17,9 +17,9 @@
 #include <unistd.h>
 
 #include "http_conn.h"
-#include "http_msg.h"
 #include "log.h"
 #include "lua_bridge.h"
+#include "lua_request.h"
 #include "reload.h"
 
 #define SQ_BACKLOG 4096
@@ -86,23 +86,11 @@ int sq_worker_listen_all(sq_server_t *s, char *err, size_t errlen)
   return 0;
 }
 
-const char *sq_worker_date_line(sq_worker_t *w)
-{
-  time_t now = time(NULL);
-  if (now != w->date_sec) {
-    char date[30];
-    sq_http_format_date(now, date);
-    snprintf(w->date_line, sizeof w->date_line, "Date: %s\r\n", date);
-    w->date_sec = now;
-  }
-  return w->date_line;
-}
-
 /* A draining worker is done when it has no connection and no database job out: a job's
  * completion goes to this worker's sink, which must outlive it. */
 static void maybe_finish(sq_worker_t *w)
 {
-  if (!w->draining || w->nconns > 0 || uv_is_closing((uv_handle_t *)&w->control))
+  if (!w->env.draining || w->env.nconns > 0 || uv_is_closing((uv_handle_t *)&w->control))
     return;
   sq_bridge_t *gens[] = {w->bridge, w->loading, w->pending};
   for (size_t i = 0; i < sizeof gens / sizeof *gens; i++)
@@ -120,6 +108,73 @@ static void maybe_finish(sq_worker_t *w)
   uv_close((uv_handle_t *)&w->reaper, NULL);
   uv_close((uv_handle_t *)&w->refused_timer, NULL);
   uv_close((uv_handle_t *)&w->control, NULL);
+}
+
+/* ---- connections ------------------------------------------------------------------------- */
+
+static void on_refused_timer(uv_timer_t *t);
+
+/* A refused connection is worth a line in the log (an operator has to learn that the limit is
+ * hit), but a flood of them must not become a flood of lines: the whole server writes at most
+ * one a second, counting what was refused since the one before. Whichever worker refuses first
+ * after a quiet second writes it; a worker that refused meanwhile arms its timer, so the count
+ * is reported even if no further refusal comes. */
+static void report_refused(sq_worker_t *w)
+{
+  sq_server_t *s = w->server;
+  if (atomic_load(&s->refused) == 0 || uv_is_closing((uv_handle_t *)&w->refused_timer))
+    return;
+  unsigned long long now = uv_hrtime() / 1000000, last = atomic_load(&s->refused_log_ms);
+  if (last != 0 && now - last < 1000) {
+    if (!uv_is_active((uv_handle_t *)&w->refused_timer))
+      uv_timer_start(&w->refused_timer, on_refused_timer, last + 1000 - now, 0);
+    return;
+  }
+  if (!atomic_compare_exchange_strong(&s->refused_log_ms, &last, now)) {
+    /* Another worker is writing the line now; whatever it misses is ours in a second. */
+    if (!uv_is_active((uv_handle_t *)&w->refused_timer))
+      uv_timer_start(&w->refused_timer, on_refused_timer, 1000, 0);
+    return;
+  }
+  long n = atomic_exchange(&s->refused, 0);
+  if (n > 0)
+    sq_log(SQ_LOG_WARN, "refused %ld connection%s: limits.max_connections (%ld) reached", n, n == 1 ? "" : "s",
+           w->cfg->limits.max_connections);
+}
+
+static void on_refused_timer(uv_timer_t *t) { report_refused(t->data); }
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+  sq_worker_t *w = listener->data;
+  if (status < 0) {
+    if (atomic_load(&w->command) != SQ_WORKER_RUN) {
+      /* The main thread shut the socket down to stop new connections. libuv retries accept for
+       * as long as the handle is open, so close it now instead of when `control` is handled. */
+      if (!uv_is_closing((uv_handle_t *)listener))
+        uv_close((uv_handle_t *)listener, NULL);
+      return;
+    }
+    sq_log(SQ_LOG_WARN, "worker %d: accept: %s", w->id, uv_strerror(status));
+    return;
+  }
+  /* Counted before it exists, and uncounted in on_conn_closed, which every connection reaches
+   * (a failed accept and a refused one included). */
+  int over = atomic_fetch_add(&w->server->nconns, 1) >= w->cfg->limits.max_connections;
+  sq_conn_t *c = sq_conn_accept(&w->env, listener);
+  if (c && over) {
+    /* Over the limit: closing at once costs the least and tells the client to back off. */
+    sq_conn_shutdown(c, 1);
+    atomic_fetch_add(&w->server->refused, 1);
+    report_refused(w);
+  }
+}
+
+static void on_conn_closed(sq_conn_env_t *env)
+{
+  sq_worker_t *w = env->owner;
+  atomic_fetch_sub(&w->server->nconns, 1);
+  maybe_finish(w);
 }
 
 /* ---- generations ------------------------------------------------------------------------- */
@@ -143,6 +198,13 @@ static void on_reap(uv_check_t *h)
     uv_check_stop(h);
 }
 
+/* New requests go to `b` from now on; those in flight keep the handler they started with. */
+static void serve_from(sq_worker_t *w, sq_bridge_t *b)
+{
+  w->bridge = b;
+  w->env.handler_self = b;
+}
+
 static void retire(sq_worker_t *w, sq_bridge_t *b)
 {
   if (w->nretired == w->retired_cap) {
@@ -164,7 +226,7 @@ static void on_generation_loaded(sq_bridge_t *b, const char *err, void *arg)
     snprintf(w->gen_err, sizeof w->gen_err, "%s", err);
     retire(w, b);
     atomic_store(&w->gen_state, SQ_GEN_FAILED);
-  } else if (w->draining) {
+  } else if (w->env.draining) {
     /* It will never serve. Retired before maybe_finish below: what its top level spawned is
      * still queued to run after this callback, and must not run once the handles are closed. */
     snprintf(w->gen_err, sizeof w->gen_err, "the server is shutting down");
@@ -199,7 +261,7 @@ static void on_reload_phase(sq_worker_t *w, int phase)
   case SQ_RELOAD_COMMIT:
     if (w->pending) {
       retire(w, w->bridge);
-      w->bridge = w->pending;
+      serve_from(w, w->pending);
       w->pending = NULL;
     }
     atomic_store(&w->gen_state, SQ_GEN_IDLE);
@@ -231,9 +293,9 @@ void sq__worker_maybe_finish(sq_worker_t *w) { maybe_finish(w); }
  * finish its load: its loader shares that context. */
 static void begin_drain(sq_worker_t *w)
 {
-  if (w->draining)
+  if (w->env.draining)
     return;
-  w->draining = 1;
+  w->env.draining = 1;
   if (w->listening && !uv_is_closing((uv_handle_t *)&w->listener))
     uv_close((uv_handle_t *)&w->listener, NULL);
   if (w->bridge)
@@ -255,7 +317,7 @@ static void on_control(uv_async_t *a)
   sq_worker_t *w = a->data;
   int phases = atomic_exchange(&w->reload_cmd, SQ_RELOAD_NONE);
   int cmd = atomic_load(&w->command);
-  if (!w->draining) {
+  if (!w->env.draining) {
     if (phases & SQ_RELOAD_COMMIT)
       on_reload_phase(w, SQ_RELOAD_COMMIT);
     if (phases & SQ_RELOAD_ABORT)
@@ -275,7 +337,7 @@ static void on_control(uv_async_t *a)
       sq_bridge_force(w->retired[i]);
   }
   /* Closing may unlink the current node, so step before acting on it. */
-  for (sq_conn_t *c = w->conns, *next; c; c = next) {
+  for (sq_conn_t *c = w->env.conns, *next; c; c = next) {
     next = sq_conn_next(c);
     sq_conn_shutdown(c, cmd == SQ_WORKER_FORCE);
   }
@@ -331,19 +393,19 @@ static void on_first_load(sq_bridge_t *b, const char *err, void *arg)
     retire(w, b);
     rc = -1;
   } else if (!w->check_only) {
-    w->bridge = b;
+    serve_from(w, b);
     uv_tcp_init(&w->loop, &w->listener);
     w->listener.data = w;
     w->listening = 1;
     rc = uv_tcp_open(&w->listener, w->listen_fd);
     if (rc == 0)
-      rc = uv_listen((uv_stream_t *)&w->listener, SQ_BACKLOG, sq_conn_accept);
+      rc = uv_listen((uv_stream_t *)&w->listener, SQ_BACKLOG, on_connection);
     if (rc < 0) {
       snprintf(w->start_err, sizeof w->start_err, "worker %d: listen: %s", w->id, uv_strerror(rc));
       uv_close((uv_handle_t *)&w->listener, NULL);
     }
   } else {
-    w->bridge = b;
+    serve_from(w, b);
   }
   w->start_rc = rc;
   /* A worker that cannot serve stops at once; one that can only waits for main's word. */
@@ -361,6 +423,12 @@ static void worker_main(void *arg)
   char name[16];
   snprintf(name, sizeof name, "sq-worker-%d", w->id);
   pthread_setname_np(pthread_self(), name);  /* for top -H, perf and gdb */
+  w->env.loop = &w->loop;
+  w->env.cfg = w->cfg;
+  w->env.id = w->id;
+  w->env.handler = &sq_lua_handler;
+  w->env.on_closed = on_conn_closed;
+  w->env.owner = w;
   uv_check_init(&w->loop, &w->reaper);
   w->reaper.data = w;
   uv_timer_init(&w->loop, &w->refused_timer);

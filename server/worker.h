@@ -10,8 +10,8 @@
 
 #include "config.h"
 #include "db_pool.h"
+#include "http_conn.h"
 
-typedef struct sq_conn_s sq_conn_t;
 typedef struct sq_bridge_s sq_bridge_t;
 typedef struct sq_server_s sq_server_t;
 
@@ -30,7 +30,6 @@ typedef struct sq_worker_s {
   atomic_int command;         /* -1 once the thread has finished */
   uv_mutex_t lock;            /* keeps sq_worker_command from waking a loop that is being closed */
   int alive;
-  int draining;
   int check_only;             /* --check: load the app, answer, serve nothing */
   char **test_args;           /* squall test: busted's arguments; NULL when serving */
   int ntest_args;
@@ -46,10 +45,9 @@ typedef struct sq_worker_s {
   atomic_int reload_cmd;      /* main → worker: SQ_RELOAD_* bits not yet handled */
   atomic_int gen_state;       /* worker → main: SQ_GEN_* for the last PREPARE */
   char gen_err[2048];         /* valid when gen_state is SQ_GEN_FAILED */
-  sq_conn_t *conns;           /* every open connection, for draining and forced close */
-  int nconns;
-  time_t date_sec;
-  char date_line[40];         /* "Date: <IMF-fixdate>\r\n", refreshed once per second */
+  /* What its connections see of it: the loop, the config, `draining` (set once a stop began),
+   * the connections themselves, and the current generation as their handler. */
+  sq_conn_env_t env;
   int start_rc;               /* set by the thread before it sets start_done */
   atomic_int start_done;      /* worker → main: 1 once start_rc is set (then `started` is sent) */
   char start_err[1024];
@@ -88,11 +86,8 @@ void sq_worker_command(sq_worker_t *w, int command);
 /* Main thread. Sends a reload phase (SQ_RELOAD_PREPARE, _COMMIT, _ABORT). */
 void sq_worker_reload(sq_worker_t *w, int phase);
 
-/* Worker thread. The cached "Date: ...\r\n" line for responses. */
-const char *sq_worker_date_line(sq_worker_t *w);
-
-/* Worker thread. Called when a connection is gone or a database job came back, so a draining
- * worker can tell when it is done. */
+/* Worker thread. Called when a database job came back, so a draining worker can tell when it is
+ * done. */
 void sq__worker_maybe_finish(sq_worker_t *w);
 
 #endif

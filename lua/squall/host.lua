@@ -1,6 +1,9 @@
 -- The host's side of a request: the C bridge calls the function `load` returns once per request,
 -- in a fresh (or recycled) coroutine, and reads back
 --   status, content_type, body, headers, log_message
+-- unless the handler streamed its response through `res` (res:start, res:write, res:finish): then
+-- the C side ignores the rest and only log_message counts (an error raised after res:start()
+-- closes the connection).
 -- Errors never escape it: an HTTP error becomes its response, a database that cannot serve a
 -- 503 logged in one line (repeats counted, not logged), anything else a 500 whose traceback
 -- goes to the error log (and into the body when config.debug is on).
@@ -80,15 +83,43 @@ local function guarded_resume(co, ...)
   return co_resume(co, ...)
 end
 
+-- A streamed response (the handler's second argument). One object serves every request: the C
+-- side (lua_request.c) acts on the request whose own coroutine calls it (and refuses any other
+-- caller), and keeps the state, so that a handler that returns its response costs nothing more.
+local res_start, res_write, res_finish, res_started = core.res_start, core.res_write, core.res_finish,
+                                                      core.res_started
+local Res = {}
+local RES = setmetatable({}, { __index = Res })
+
+-- res:start(status, headers): sends nothing yet; the head leaves with the first write.
+function Res:start(status, headers)
+  return res_start(status or 200, headers)
+end
+
+-- res:write(chunk): a string (or number); waits while the client is slow to read; raises when
+-- it has gone.
+function Res:write(chunk)
+  return res_write(chunk)
+end
+
+function Res:finish()
+  return res_finish()
+end
+
 -- Runs `app` for `req` as the host serves it; returns status, content_type, body, headers and,
 -- for a 500 or 503, the message for the error log (and for a 503, the key its repeats share). Shared with squall.test.dispatch, so that an
--- in-process request ends the way a served one does.
+-- in-process request ends the way a served one does (it passes no `res`).
 -- status, content_type, body, headers, log message, repeat key, and whether the framework made
 -- the answer (App:finish).
-local function respond(app, req, debug_mode)
-  local ok, status, ctype, rbody, rheaders, framework = xpcall(app.handle, on_error, app, req)
+local function respond(app, req, debug_mode, res)
+  local ok, status, ctype, rbody, rheaders, framework = xpcall(app.handle, on_error, app, req, res)
   if ok then return status, ctype, rbody, rheaders, nil, nil, framework end
   local e = status
+  if res and res_started() then
+    -- The head has gone: no error response can follow. The C side logs this and closes.
+    if type(e) == "table" and e.unavailable then e = e.log end
+    return 0, nil, nil, nil, "error after res:start(): " .. tostring(e)
+  end
   if is_http_error(e) then
     local msg = e.message
     if type(msg) == "table" then return e.status, JSON, encode(msg), e.headers, nil, nil, true end
@@ -104,13 +135,14 @@ local function respond(app, req, debug_mode)
   return 500, TEXT, "Internal Server Error\n", nil, e, nil, true
 end
 
--- The app's error handlers and after hooks see every response, errors included. One that fails
--- itself gives a plain 500 (logged), never a loop through the handlers again.
-local function run(app, req, debug_mode)
-  local status, ctype, rbody, rheaders, log_message, repeat_key, framework = respond(app, req, debug_mode)
+-- The app's error handlers and after hooks see every response, errors included, except a
+-- streamed one: its head (and maybe all of it) has gone, so there is nothing left to change. One
+-- that fails itself gives a plain 500 (logged), never a loop through the handlers again.
+local function run(app, req, debug_mode, res)
+  local status, ctype, rbody, rheaders, log_message, repeat_key, framework = respond(app, req, debug_mode, res)
   -- Without after hooks only an error the framework made can need the app: the usual path pays
   -- one field test.
-  if not (app.afters or (app.error_handlers and framework and status >= 400)) then
+  if not (app.afters or (app.error_handlers and framework and status >= 400)) or (res and res_started()) then
     return status, ctype, rbody, rheaders, log_message, repeat_key
   end
   local ok, s2, c2, b2, h2 = xpcall(app.finish, on_error, app, req, status, ctype, rbody, rheaders, framework)
@@ -168,7 +200,7 @@ function _M.load(app_module)
   return function(method, path, query_string, headers, body, http_version, remote_addr, remote_port)
     begin_request()
     local status, ctype, rbody, rheaders, log_message = served(run(app, request_new(method, path,
-      query_string, headers, body, http_version, remote_addr, remote_port), debug_mode))
+      query_string, headers, body, http_version, remote_addr, remote_port), debug_mode, RES))
     leave()
     return status, ctype, rbody, rheaders, log_message
   end, request.headers_mt

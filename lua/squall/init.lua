@@ -91,7 +91,8 @@ local task_mt = { __index = Task }
 function _M.spawn(fn, ...)
   if type(fn) ~= "function" then error("squall.spawn: expected a function", 2) end
   local c = host()
-  -- The host fills in done, results and waiters itself if the task is stopped (fail_handle).
+  -- The host fills in done, results and waiters itself if the task is stopped (spawned_abandoned,
+  -- server/lua_core.c).
   local task = setmetatable({ done = false, waiters = {} }, task_mt)
   local ctx = context.inherit()
   c.spawn(task, function(...)
@@ -284,8 +285,10 @@ function _M.session(opts)
   return require("squall.session").new(opts)
 end
 
--- Runs the matching handler; returns status, content_type, body, headers.
-function App:handle(req)
+-- Runs the matching handler; returns status, content_type, body, headers (which the host ignores
+-- when the handler streamed its response through `res`, its second argument: nil for
+-- squall.test.dispatch; before hooks do not get it).
+function App:handle(req, res)
   if self.befores then
     local r = run_befores(self, req)
     if r then return from_handler(unpack(r, 1, r.n)) end
@@ -294,7 +297,7 @@ function App:handle(req)
   local h, params = self.router:match(method, req.path)
   if h then
     if params then req.params = params end
-    return from_handler(h(req))
+    return from_handler(h(req, res))
   end
   -- The fifth value marks the framework's own answers, which error handlers may reword.
   if params then  -- the path exists, with other methods

@@ -47,6 +47,11 @@ class SquallTestCommand(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertIn("2 successes / 0 failures / 0 errors", p.stdout)
 
+    def test_the_client_reads_a_streamed_response(self):
+        p = self.run_specs(self.spec("stream_spec.lua"))
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("1 success / 0 failures / 0 errors", p.stdout)
+
     def test_busted_options_pass_through(self):
         p = self.run_specs("-t", "fast", "-o", "TAP", self.spec("pass_spec.lua"))
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)

@@ -225,4 +225,71 @@ app:get("/odd-client-timeout/:case", function(req)
   return tostring(status) .. " " .. tostring(body)
 end)
 
+-- Streamed responses (res:start, res:write, res:finish) ---------------------------------------
+
+app:get("/stream/parts", function(req, res)
+  res:start(200, { ["Content-Type"] = "text/plain", ["X-Stream"] = "yes" })
+  for i = 1, tonumber(req.query.n or 3) do
+    res:write("part " .. i .. "\n")
+    squall.sleep(0.01)
+  end
+  res:finish()
+  -- Work after finish does not hold the response back.
+  squall.sleep(tonumber(req.query.after or 0))
+end)
+
+app:get("/stream/unfinished", function(req, res)
+  res:start(201, { ["Content-Type"] = "text/plain" })
+  res:write("started ")
+  res:write("and returned")
+end)
+
+app:get("/stream/fails", function(req, res)
+  res:start(200)
+  res:write("partial")
+  error("boom after the head")  -- marker: stream-fails
+end)
+
+app:get("/stream/fails-after-finish", function(req, res)
+  res:start(200)
+  res:write("whole")
+  res:finish()
+  error("boom after the end")
+end)
+
+app:get("/stream/big", function(req, res)
+  local chunk = string.rep("x", 65536)
+  local n = tonumber(req.query.chunks)
+  res:start(200, { ["Content-Type"] = "application/octet-stream" })
+  for _ = 1, n do res:write(chunk) end
+  res:finish()
+  io.stderr:write("stream big done: " .. req.query.tag .. "\n")
+end)
+
+-- Keeps the CPU (no wait) while the test resets the connection, then writes into it.
+app:get("/stream/write-after-reset", function(req, res)
+  res:start(200)
+  res:write("first")
+  local t = os.clock()
+  while os.clock() - t < 0.5 do end
+  local ok, err = pcall(res.write, res, string.rep("y", 65536))
+  if ok then ok, err = pcall(res.write, res, string.rep("y", 65536)) end
+  io.stderr:write("write after reset: " .. tostring(ok) .. " " .. tostring(err) .. "\n")
+end)
+
+app:get("/stream/forever", function(req, res)
+  res:start(200, { ["Content-Type"] = "text/event-stream" })
+  while true do
+    res:write("data: tick\n\n")
+    squall.sleep(0.02)
+  end
+end)
+
+app:get("/stream/misuse", function(req, res)
+  local ok, err = pcall(res.write, res, "too early")
+  local spawned = squall.spawn(function() return pcall(res.start, res, 200) end)
+  local _, serr = spawned:wait()
+  return tostring(err) .. " | " .. tostring(serr)
+end)
+
 return app

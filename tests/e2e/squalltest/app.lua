@@ -14,4 +14,10 @@ app:get("/count/:tbl", function(req)
   return db.query("SELECT COUNT(*) AS n FROM " .. req.params.tbl)[1]
 end)
 
+app:get("/streamed", function(req, res)
+  res:start(200, { ["X-Streamed"] = "yes" })
+  res:write("one ")
+  res:write("two")
+end)
+
 return app

@@ -1,0 +1,68 @@
+/* The connection as its two files see it: http_conn.c (socket, parser, timers, writing, closing)
+ * and http_response.c (the responses a handler builds). Not a contract for anyone else: handlers
+ * and the worker use http_conn.h. */
+#ifndef SQ_HTTP_CONN_INTERNAL_H
+#define SQ_HTTP_CONN_INTERNAL_H
+
+#include "http_conn.h"
+
+/* A streamed body: a write that leaves more than HIGH bytes unsent tells the handler to wait, and
+ * on_writable comes once less than LOW is left. The gap keeps a steady writer from bouncing on
+ * one mark, and LOW above zero keeps the kernel fed while the handler produces the next piece. */
+#define SQ_STREAM_HIGH_BYTES (64u << 10)
+#define SQ_STREAM_LOW_BYTES (16u << 10)
+
+struct sq_conn_s {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  uv_write_t wreq;
+  uv_shutdown_t sreq;
+  sq_conn_env_t *env;
+  const sq_conn_handler_t *handler;  /* the current request's, fixed at on_request */
+  void *hreq;                    /* what on_request returned: the handler's side of the request */
+  sq_conn_t *prev, *next;
+  llhttp_t parser;
+  sq_req_t req;
+  char *rbuf;
+  size_t rlen, rcap, rpos;       /* bytes held, allocated, and already fed to the parser */
+  size_t header_bytes;
+  size_t field_len;              /* bytes of the header (or trailer) name being parsed */
+  size_t resp_mark;              /* out.len when the current response began */
+  int resp_status;
+  int error_status;              /* set by a parser callback that refuses the request */
+  int timer_mode;
+  uint64_t deadline;             /* loop time at which the current timer_mode expires */
+  uint64_t armed;                /* loop time the libuv timer is set for, when active */
+  int after_send_mode;           /* the reading side's timer, held while T_SEND runs */
+  double after_send_secs;
+  size_t send_left;              /* bytes libuv still had queued at the last T_SEND check */
+  int handles;
+  int peer_port;
+  sq_buf_t out;                  /* responses not yet handed to the kernel */
+  sq_buf_t wbuf;                 /* the write in flight */
+  size_t body_bytes;             /* of a streamed response, for the access log */
+  unsigned in_message : 1, in_handler : 1, dispatching : 1, last_was_value : 1, writing : 1,
+      closing : 1, want_close : 1, read_stopped : 1, eof : 1, lingering : 1,
+      own_date : 1, own_server : 1,  /* the handler set the response's Date / Server itself */
+      streaming : 1,             /* the head of a streamed response is out; writes follow */
+      chunked : 1,               /* ... and its body is chunked (HTTP/1.1) */
+      no_body : 1,               /* ... and its body is dropped (HEAD, 204, 304) */
+      want_writable : 1,         /* a write said "over the high-water mark" */
+      in_write : 1;              /* inside sq_conn_response_write: a failure there is its -1 */
+  char peer[48];
+};
+
+/* Output the kernel has not taken yet, as far as this connection can tell. */
+static inline size_t sq__conn_unsent(const sq_conn_t *c) { return c->out.len + c->wbuf.len; }
+
+/* Hands `out` to the kernel unless a write is in flight; closes the connection on failure. */
+void sq__conn_flush(sq_conn_t *c);
+/* Closes now; the handler's on_close comes first unless it is inside on_request or a write. */
+void sq__conn_close(sq_conn_t *c);
+/* The response has ended: parse and dispatch the next pipelined request, unless on_request is
+ * further up the stack (its caller carries on when it returns). */
+void sq__conn_next_request(sq_conn_t *c);
+/* The cached "Date: ...\r\n" line. */
+const char *sq__conn_date_line(sq_conn_env_t *env);
+
+#endif

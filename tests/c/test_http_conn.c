@@ -1,0 +1,313 @@
+/* Unit tests of the connection layer (server/http_conn.c) through its handler interface: a fake
+ * handler answers requests that a client writes into the other end of a socketpair, with nothing
+ * of Lua or of the worker involved. */
+#include "../../server/http_conn.c"
+#include "../../server/http_response.c"
+#include "../../server/http_msg.c"
+#include "../../server/log.c"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "test.h"
+
+/* How the fake handler answers a request. */
+enum { ANSWER_AT_ONCE, ANSWER_STREAMED, ANSWER_LATER, ANSWER_BIG_STREAM };
+
+typedef struct {
+  int mode;
+  int requests, writables, closes, closed_conns;
+  void *close_req;               /* what on_close received */
+  sq_conn_t *waiting;            /* a request left unanswered (ANSWER_LATER, ANSWER_BIG_STREAM) */
+  int write_rc;                  /* what the big write returned */
+  char seen[512];                /* "METHOD url|name=value|..." of the last request */
+} fake_t;
+
+static const char BIG_PIECE_BYTE = 'x';
+#define BIG_PIECE (1u << 20)
+
+static void *fake_request(void *self, sq_conn_t *c, const sq_req_t *r)
+{
+  fake_t *f = self;
+  f->requests++;
+  int n = snprintf(f->seen, sizeof f->seen, "%s %.*s", r->method, (int)r->url_len, r->head.data);
+  for (int i = 0; i < r->nheaders && n < (int)sizeof f->seen; i++) {
+    const sq_header_t *h = &r->headers[i];
+    n += snprintf(f->seen + n, sizeof f->seen - (size_t)n, "|%.*s=%.*s", (int)h->name_len,
+                  r->head.data + h->name_off, (int)h->value_len, r->head.data + h->value_off);
+  }
+  switch (f->mode) {
+  case ANSWER_AT_ONCE:
+    sq_conn_response_begin(c, 200);
+    CHECK(sq_conn_response_header(c, "X-Req", 5, "1", 1) == 0);
+    sq_conn_response_end(c, "hi", 2);
+    return NULL;
+  case ANSWER_STREAMED:
+    sq_conn_response_begin(c, 200);
+    sq_conn_response_start(c);
+    CHECK(sq_conn_response_write(c, "hello", 5) == 0);
+    CHECK(sq_conn_response_write(c, "world", 5) == 0);
+    sq_conn_response_finish(c);
+    return NULL;
+  case ANSWER_BIG_STREAM: {
+    sq_conn_response_begin(c, 200);
+    sq_conn_response_start(c);
+    char *big = malloc(BIG_PIECE);
+    memset(big, BIG_PIECE_BYTE, BIG_PIECE);
+    f->write_rc = sq_conn_response_write(c, big, BIG_PIECE);
+    free(big);
+    f->waiting = c;
+    return f;
+  }
+  default:
+    f->waiting = c;
+    return f;
+  }
+}
+
+static void fake_writable(void *req, sq_conn_t *c)
+{
+  fake_t *f = req;
+  f->writables++;
+  CHECK(c == f->waiting);
+  sq_conn_response_finish(c);
+  f->waiting = NULL;
+}
+
+static void fake_close(void *req, sq_conn_t *c)
+{
+  fake_t *f = req;
+  f->closes++;
+  f->close_req = req;
+  f->waiting = NULL;
+}
+
+static const sq_conn_handler_t fake_handler = {fake_request, fake_writable, fake_close};
+
+static void fake_closed(sq_conn_env_t *env) { ((fake_t *)env->owner)->closed_conns++; }
+
+typedef struct {
+  uv_loop_t loop;
+  sq_config_t cfg;
+  sq_conn_env_t env;
+  fake_t fake;
+  sq_conn_t *c;
+  int client;                    /* the test's end of the socketpair, non-blocking */
+  char got[1 << 21];             /* what the client has read */
+  size_t got_len;
+  int got_eof;
+} rig_t;
+
+static rig_t rig;
+
+static void rig_open(int mode)
+{
+  memset(&rig, 0, sizeof rig);
+  uv_loop_init(&rig.loop);
+  rig.cfg.limits.max_header_bytes = 8192;
+  rig.cfg.limits.max_body_bytes = 1 << 20;
+  rig.cfg.limits.max_connections = 10;
+  rig.cfg.limits.header_timeout = rig.cfg.limits.body_timeout = 5;
+  rig.cfg.limits.keepalive_timeout = rig.cfg.limits.send_timeout = 5;
+  rig.fake.mode = mode;
+  rig.env = (sq_conn_env_t){.loop = &rig.loop, .cfg = &rig.cfg, .handler = &fake_handler,
+                            .handler_self = &rig.fake, .on_closed = fake_closed, .owner = &rig.fake};
+  int fds[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+  rig.client = fds[1];
+  fcntl(rig.client, F_SETFL, O_NONBLOCK);
+  rig.c = conn_new(&rig.env);
+  CHECK(uv_tcp_open(&rig.c->tcp, fds[0]) == 0);
+  conn_start(rig.c);
+}
+
+/* Runs the loop and reads what the server sent, until `done` holds or a second has passed. */
+static void rig_run(int (*done)(void))
+{
+  for (int i = 0; i < 1000 && !done(); i++) {
+    uv_run(&rig.loop, UV_RUN_NOWAIT);
+    ssize_t n = -1;
+    while (!rig.got_eof && rig.got_len < sizeof rig.got - 1 &&
+           (n = read(rig.client, rig.got + rig.got_len, sizeof rig.got - 1 - rig.got_len)) != 0) {
+      if (n < 0)
+        break;
+      rig.got_len += (size_t)n;
+    }
+    if (n == 0)
+      rig.got_eof = 1;
+    rig.got[rig.got_len] = '\0';
+    if (!done())
+      usleep(1000);
+  }
+}
+
+static void rig_send(const char *s) { CHECK(write(rig.client, s, strlen(s)) == (ssize_t)strlen(s)); }
+
+/* Ends the test as libuv's own tests do: every handle closed, and the loop closes cleanly. */
+static void rig_close(void)
+{
+  if (rig.fake.closed_conns == 0)
+    sq_conn_shutdown(rig.c, 1);
+  if (rig.client >= 0)
+    close(rig.client);
+  uv_run(&rig.loop, UV_RUN_DEFAULT);
+  CHECK(rig.fake.closed_conns == 1);
+  CHECK(rig.env.nconns == 0 && rig.env.conns == NULL);
+  CHECK(uv_loop_close(&rig.loop) == 0);
+}
+
+static int count(const char *s)
+{
+  int n = 0;
+  for (const char *p = rig.got; (p = strstr(p, s)) != NULL; p += strlen(s))
+    n++;
+  return n;
+}
+
+static int one_response(void) { return strstr(rig.got, "\r\n\r\n") && strstr(rig.got, "hi"); }
+
+static void request_reaches_the_handler_with_lowercased_names_and_its_answer_leaves(void)
+{
+  rig_open(ANSWER_AT_ONCE);
+  rig_send("GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-Thing: Some Value  \r\n\r\n");
+  rig_run(one_response);
+  CHECK(rig.fake.requests == 1);
+  CHECK_STR(rig.fake.seen, "GET /a?b=1|host=x|x-thing=Some Value");
+  CHECK(strncmp(rig.got, "HTTP/1.1 200 OK\r\n", 17) == 0);
+  CHECK(strstr(rig.got, "X-Req: 1\r\n") != NULL);
+  CHECK(strstr(rig.got, "Content-Length: 2\r\n") != NULL);
+  CHECK(strstr(rig.got, "\r\n\r\nhi") != NULL);
+  rig_close();
+}
+
+static int two_responses(void) { return count("\r\n\r\nhi") == 2; }
+
+static void pipelined_requests_are_answered_in_order_one_at_a_time(void)
+{
+  rig_open(ANSWER_LATER);
+  rig_send("GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\n\r\n");
+  rig_run(two_responses);  /* gives up after a second: the handler has not answered */
+  /* The second request is not even parsed while the first has no response. */
+  CHECK(rig.fake.requests == 1);
+  CHECK(strstr(rig.fake.seen, "GET /one") == rig.fake.seen);
+  CHECK(rig.got_len == 0);
+  sq_conn_t *c = rig.fake.waiting;
+  rig.fake.mode = ANSWER_AT_ONCE;
+  sq_conn_response_begin(c, 200);
+  sq_conn_response_end(c, "hi", 2);  /* from outside on_request, as after a yield */
+  rig_run(two_responses);
+  CHECK(rig.fake.requests == 2);
+  CHECK(strstr(rig.fake.seen, "GET /two") == rig.fake.seen);
+  CHECK(count("HTTP/1.1 200 OK\r\n") == 2);
+  CHECK(rig.fake.closes == 0);
+  rig_close();
+}
+
+/* The last chunk ends what was read so far (checked at the end only: the body may be a megabyte). */
+static int chunked_done(void)
+{
+  return rig.got_len >= 5 && memcmp(rig.got + rig.got_len - 5, "0\r\n\r\n", 5) == 0;
+}
+
+static void streamed_body_is_chunked_on_http11_and_the_connection_stays(void)
+{
+  rig_open(ANSWER_STREAMED);
+  rig_send("GET /s HTTP/1.1\r\nHost: x\r\n\r\n");
+  rig_run(chunked_done);
+  CHECK(strstr(rig.got, "Transfer-Encoding: chunked\r\n") != NULL);
+  CHECK(strstr(rig.got, "Content-Length") == NULL);
+  CHECK(strstr(rig.got, "\r\n\r\n5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n") != NULL);
+  /* Keep-alive: a second request on the same connection gets its answer too. */
+  rig.got_len = 0;
+  rig.got[0] = '\0';
+  rig_send("GET /s2 HTTP/1.1\r\nHost: x\r\n\r\n");
+  rig_run(chunked_done);
+  CHECK(rig.fake.requests == 2);
+  CHECK(!rig.got_eof);
+  rig_close();
+}
+
+static int eof_seen(void) { return rig.got_eof; }
+
+static void streamed_body_on_http10_ends_with_the_close(void)
+{
+  rig_open(ANSWER_STREAMED);
+  rig_send("GET /s HTTP/1.0\r\n\r\n");
+  rig_run(eof_seen);
+  CHECK(rig.got_eof);
+  CHECK(strstr(rig.got, "Transfer-Encoding") == NULL);
+  CHECK(strstr(rig.got, "Connection: close\r\n") != NULL);
+  const char *body = strstr(rig.got, "\r\n\r\n");
+  CHECK(body && strcmp(body + 4, "helloworld") == 0);
+  rig_close();
+}
+
+static int writable_seen(void) { return rig.fake.writables > 0 && chunked_done(); }
+
+static void a_write_over_the_high_water_mark_waits_for_on_writable(void)
+{
+  rig_open(ANSWER_BIG_STREAM);
+  rig_send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+  rig_run(writable_seen);
+  CHECK(rig.fake.write_rc == 1);  /* a megabyte does not fit a socketpair's buffer */
+  CHECK(rig.fake.writables == 1);
+  size_t xs = 0;
+  for (size_t i = 0; i < rig.got_len; i++)
+    xs += rig.got[i] == BIG_PIECE_BYTE;
+  CHECK(xs == BIG_PIECE);
+  CHECK(rig.fake.closes == 0);
+  rig_close();
+}
+
+static int closed(void) { return rig.fake.closed_conns > 0; }
+
+static void on_close_tells_the_waiting_handler_that_the_peer_left(void)
+{
+  rig_open(ANSWER_LATER);
+  rig_send("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n");
+  rig_run(closed);  /* nothing closes yet: the handler is waiting */
+  CHECK(rig.fake.requests == 1 && rig.fake.closes == 0);
+  shutdown(rig.client, SHUT_WR);  /* the client gives up */
+  rig_run(closed);
+  CHECK(rig.fake.closes == 1);
+  CHECK(rig.fake.close_req == &rig.fake);  /* what on_request returned */
+  rig_close();
+}
+
+static void a_failed_write_returns_minus_one_and_on_close_does_not_follow(void)
+{
+  rig_open(ANSWER_LATER);
+  rig_send("GET /gone HTTP/1.1\r\nHost: x\r\n\r\n");
+  rig_run(closed);  /* the request reaches the handler, which waits */
+  CHECK(rig.fake.requests == 1);
+  sq_conn_t *c = rig.fake.waiting;
+  /* The client goes, and the handler writes before the loop has read the EOF: the write itself
+   * fails, and says so instead of calling on_close from inside the handler's own call. */
+  close(rig.client);
+  rig.client = -1;
+  sq_conn_response_begin(c, 200);
+  sq_conn_response_start(c);
+  char *big = malloc(BIG_PIECE);
+  memset(big, BIG_PIECE_BYTE, BIG_PIECE);
+  CHECK(sq_conn_response_write(c, big, BIG_PIECE) == -1);
+  free(big);
+  uv_run(&rig.loop, UV_RUN_DEFAULT);
+  CHECK(rig.fake.closes == 0);
+  CHECK(rig.fake.closed_conns == 1);
+  rig_close();
+}
+
+int main(void)
+{
+  signal(SIGPIPE, SIG_IGN);
+  RUN(request_reaches_the_handler_with_lowercased_names_and_its_answer_leaves);
+  RUN(pipelined_requests_are_answered_in_order_one_at_a_time);
+  RUN(streamed_body_is_chunked_on_http11_and_the_connection_stays);
+  RUN(streamed_body_on_http10_ends_with_the_close);
+  RUN(a_write_over_the_high_water_mark_waits_for_on_writable);
+  RUN(on_close_tells_the_waiting_handler_that_the_peer_left);
+  RUN(a_failed_write_returns_minus_one_and_on_close_does_not_follow);
+  return TEST_SUMMARY();
+}
