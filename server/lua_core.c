@@ -11,6 +11,7 @@
 #include "lua_bridge_internal.h"
 #include "lua_client.h"
 #include "lua_crypto.h"
+#include "lua_password.h"
 #include "lua_db.h"
 #include "lua_json.h"
 #include "lua_request.h"
@@ -235,6 +236,7 @@ int sq__lua_open_core(lua_State *L)
   sq_lua_open_client(L);
   sq_lua_open_json(L);
   sq_lua_open_crypto(L);
+  sq_lua_open_password(L);
   sq_lua_open_response(L);
   sq_config_push_settings(L, b->cfg);
   lua_setfield(L, -2, "settings");

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "log.h"
 #include "lua_bridge.h"
+#include "lua_password.h"
 #include "mem.h"
 #include "reload.h"
 #include "scaffold.h"
@@ -314,6 +315,7 @@ int main(int argc, char **argv)
    * before the reload handler is installed must not end the server either. */
   signal(SIGPIPE, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
+  sq_lua_password_init();
 
   sq_config_t cfg;
   char err[1024];

@@ -10,6 +10,8 @@ packages=(
   default-libmysqlclient-dev libmariadb-dev   # MariaDB Connector/C (libmysqlclient API)
   node-llhttp                       # llhttp's C sources, compiled into the build
   libssl-dev                        # libcrypto: squall.crypto's digests, HMAC and random bytes
+  libsodium-dev                     # argon2id for squall.password (OpenSSL 3.0 has no argon2)
+  argon2                            # the reference argon2 CLI: test vectors for squall.password
   lua-busted lua-cjson              # specs, JSON
   mariadb-server mariadb-client     # the development and test database
   curl python3                      # end-to-end tests
