@@ -19,9 +19,11 @@ return {
     send_timeout = 60,
   },
   log = { level = "info", error = "stderr", access = false },
-  -- The app's own settings, read by handlers as squall.settings (scripts/notes.lua's page sizes).
+  -- The app's own settings, read by handlers as squall.settings (scripts/notes.lua's page sizes
+  -- and the origins its CORS middleware lets in).
   settings = {
     notes = { per_page = 20, max_per_page = 100 },
+    cors = { origins = { "http://localhost:3000" }, max_age = 600 },
   },
   db = {
     -- tools/db.sh puts its server in SQUALL_DB_DIR when that is set (config.lua is plain Lua).
@@ -29,10 +31,13 @@ return {
     user = "squall",
     password = "squall",
     database = "squall",
-    -- On a 2-core machine `MODE=db bash bench/run.sh` measured 4 and 8 level, 2 about 6% behind
-    -- (finished queries go back to the workers in batches while work is queued, which a couple
-    -- more connections feed) and 1 far behind (one query in flight). 8 costs MariaDB more CPU
-    -- per query, so 4, the default.
-    pool_size = 4,
+    -- Measured on a 2-core machine (`MODE=db bash bench/run.sh`, 2026-12-04): 8 connections
+    -- driven by 2 database threads served /queries?queries=20 at 256 clients and /fortunes at
+    -- 64 best (3,345 and 33,200 req/s, 1.84x and 1.43x nginx + lua-resty-mysql); one thread is
+    -- a little cheaper per request (/db: 14.9 against 18.5 us at 4 connections) but the single
+    -- thread then shares a core with the MariaDB threads it wakes, and 4 connections leave
+    -- /fortunes short of queries in flight.
+    pool_size = 8,
+    threads = 2,
   },
 }

@@ -45,6 +45,11 @@ local function create_note(user_id, n)
 end
 
 return function(app)
+  -- A browser front end on another origin may call the API (config.lua's settings.cors).
+  local cors = squall.cors(squall.settings.cors or { origins = {} })
+  app:use("/users", cors)
+  app:use("/notes", cors)
+
   app:post("/users", function(req)
     local u = validate.check(req:json(), USER)
     return 201, User:create(u):reload()
