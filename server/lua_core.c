@@ -17,16 +17,6 @@
 #include "lua_request.h"
 #include "mem.h"
 
-static sq_task_t *check_task(lua_State *L, const char *fn)
-{
-  sq_task_t *t = sq__task_current(L);
-  if (!t)
-    luaL_error(L, "%s can only be called from a request handler, a squall.spawn task or a module's "
-                  "top level, not from a coroutine of your own", fn);
-  sq__task_check_yieldable(L, fn);
-  return t;
-}
-
 /* ---- squall.sleep ------------------------------------------------------------------------ */
 
 static void on_timer_closed(uv_handle_t *h) { free(h); }
@@ -50,7 +40,7 @@ static void on_sleep_done(uv_timer_t *timer)
 static int l_sleep(lua_State *L)
 {
   uint64_t ms = sq__check_timeout_ms(L, 1, "seconds");
-  sq_task_t *t = check_task(L, "squall.sleep");
+  sq_task_t *t = sq__task_check(L, "squall.sleep");
   sq_bridge_t *b = t->sched->owner;
   uv_timer_t *timer = sq_malloc(sizeof *timer);
   uv_timer_init(&b->w->loop, timer);
@@ -63,9 +53,7 @@ static int l_sleep(lua_State *L)
 /* ---- squall.spawn, task:wait ------------------------------------------------------------- */
 
 /* task:wait(): nothing to undo, since nothing outside Lua points at the waiting task. */
-static void cancel_nothing(sq_task_t *t, void *data) {}
-
-static const sq_wait_t wake_wait = {.cancel = cancel_nothing};
+static const sq_wait_t wake_wait = {.cancel = sq__wait_cancel_nothing};
 
 /* A spawned task that will never finish completes its handle (lua/squall/init.lua's Task: done,
  * results, waiters) with an error, and wakes the coroutines in its task:wait() to raise it:
@@ -121,7 +109,7 @@ static void spawned_ended(sq_task_t *t, int st)
   }
   sq_bridge_t *b = t->sched->owner;
   sq__bridge_traceback(b, t, st);
-  sq_log(SQ_LOG_ERROR, "worker %d: task failed: %s", b->w ? b->w->id : 0, lua_tostring(b->L, -1));
+  sq_log(SQ_LOG_ERROR, "worker %d: task failed: %s", b->w->id, lua_tostring(b->L, -1));
   lua_pop(b->L, 1);
   sq__task_abandon(t);
 }
@@ -134,7 +122,7 @@ static int l_spawn(lua_State *L)
 {
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  sq_task_t *parent = check_task(L, "squall.spawn");
+  sq_task_t *parent = sq__task_check(L, "squall.spawn");
   sq_task_t *t = sq__task_new(parent->sched, parent->ctx, &spawned_kind);
   lua_pushvalue(L, 1);
   t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -148,7 +136,7 @@ static int l_spawn(lua_State *L)
 /* core.suspend(): wait until core.wake(this coroutine, ...) and return its values. */
 static int l_suspend(lua_State *L)
 {
-  sq_task_t *t = check_task(L, "task:wait");
+  sq_task_t *t = sq__task_check(L, "task:wait");
   sq__task_wait(t, &wake_wait, NULL);
   return lua_yield(L, 0);
 }
@@ -232,7 +220,7 @@ int sq__lua_open_core(lua_State *L)
   sq_bridge_t *b = lua_touserdata(L, lua_upvalueindex(1));
   lua_newtable(L);
   luaL_register(L, NULL, fns);
-  sq_lua_open_db(L, b->cfg->has_db && b->w ? b->w->server->db : NULL, b->w ? &b->w->loop : NULL);
+  sq_lua_open_db(L, b->cfg->has_db ? b->w->server->db : NULL, &b->w->loop);
   sq_lua_open_client(L);
   sq_lua_open_json(L);
   sq_lua_open_crypto(L);
@@ -240,7 +228,7 @@ int sq__lua_open_core(lua_State *L)
   sq_lua_open_response(L);
   sq_config_push_settings(L, b->cfg);
   lua_setfield(L, -2, "settings");
-  lua_pushinteger(L, b->w ? b->w->id : 0);
+  lua_pushinteger(L, b->w->id);
   lua_setfield(L, -2, "worker_id");
   lua_pushboolean(L, b->cfg->debug);
   lua_setfield(L, -2, "debug");

@@ -8,6 +8,7 @@
 
 #include <lauxlib.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <uv.h>
 
@@ -17,6 +18,11 @@
 #include "worker.h"
 
 enum { PW_HASH, PW_VERIFY };
+
+/* Hashes queued or running, in the whole process (the thread pool is the process's). Past the
+ * bound a hash is refused at once ("busy", a 503 from squall.password) rather than queued. */
+#define SQ_PW_MAX_IN_FLIGHT 64
+static atomic_int in_flight;
 
 typedef struct {
   uv_work_t req;
@@ -70,18 +76,30 @@ static void after_work(uv_work_t *r, int status)
   sq_bridge_t *b = j->bridge;
   free(j->password);
   free(j);
+  atomic_fetch_sub(&in_flight, 1);
   sq__bridge_settled(b);
 }
 
 static int start(lua_State *L, pw_job_t *j, const char *fn)
 {
   sq_task_t *t = sq__task_current(L);
+  /* A hash cannot be taken back once queued: without a bound, a flood of logins (or of
+   * requests whose clients left) would queue hashes without end ahead of the real ones. */
+  if (atomic_fetch_add(&in_flight, 1) >= SQ_PW_MAX_IN_FLIGHT) {
+    atomic_fetch_sub(&in_flight, 1);
+    free(j->password);
+    free(j);
+    lua_pushnil(L);
+    lua_pushliteral(L, "busy");
+    return 2;
+  }
   j->task = t;
   j->bridge = sq__bridge_of(L);
   j->req.data = j;
   uv_loop_t *loop = &sq__bridge_worker(j->bridge)->loop;
   int rc = uv_queue_work(loop, &j->req, work, after_work);
   if (rc != 0) {
+    atomic_fetch_sub(&in_flight, 1);
     free(j->password);
     free(j);
     return luaL_error(L, "%s: %s", fn, uv_strerror(rc));
@@ -95,9 +113,7 @@ static pw_job_t *new_job(lua_State *L, int op, const char *fn)
   size_t len;
   const char *pw = luaL_checklstring(L, 1, &len);
   /* Checked before anything is allocated: raising later would leak the job. */
-  if (!sq__task_current(L))
-    luaL_error(L, "%s: only from a request handler, a squall.spawn task or a module's top level", fn);
-  sq__task_check_yieldable(L, fn);
+  sq__task_check(L, fn);
   pw_job_t *j = sq_calloc(1, sizeof *j);
   j->op = op;
   j->password = sq_malloc(len ? len : 1);

@@ -81,7 +81,7 @@ static void respond_from_stack(const sq_bridge_t *b, sq_conn_t *c, const sq_req_
   size_t len;
   const char *s;
   if ((s = lua_tolstring(co, 2, &len)) != NULL)
-    sq_conn_response_content_type(c, s, len);  /* squall.response's TEXT or JSON */
+    sq_conn_response_content_type(c, s, len);  /* TEXT or JSON, or one line an after hook set (App:finish) */
   if (lua_istable(co, 4)) {
     lua_pushnil(co);
     while (lua_next(co, 4)) {
@@ -236,9 +236,7 @@ static void *on_conn_request(void *self, sq_conn_t *c, const sq_req_t *r)
 
 /* res:write over the high-water mark waits for on_writable; if the client leaves meanwhile, the
  * request's context is killed and the task abandoned, with nothing else to undo. */
-static void cancel_nothing(sq_task_t *t, void *data) {}
-
-static const sq_wait_t writable_wait = {.cancel = cancel_nothing};
+static const sq_wait_t writable_wait = {.cancel = sq__wait_cancel_nothing};
 
 /* sq_conn_handler_t.on_writable: the output of the request whose task is `task` has drained. */
 static void on_conn_writable(void *task, sq_conn_t *c)
@@ -259,7 +257,7 @@ static void finish_begin(sq_task_t *t, void *data)
   sq__task_make_ready(t, 0);
 }
 
-static const sq_wait_t finish_wait = {.cancel = cancel_nothing, .begin = finish_begin};
+static const sq_wait_t finish_wait = {.cancel = sq__wait_cancel_nothing, .begin = finish_begin};
 
 /* The request task calling `fn`, which holds its connection. Only the request's own coroutine
  * writes its response: a spawned task could outlive it, and a coroutine of the user's own is not

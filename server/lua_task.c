@@ -387,3 +387,19 @@ uint64_t sq__check_timeout_ms(lua_State *L, int arg, const char *what)
     secs = SQ_MAX_WAIT_SECS;
   return (uint64_t)(secs * 1000.0 + 0.5);
 }
+
+sq_task_t *sq__task_check(lua_State *L, const char *fn)
+{
+  sq_task_t *t = sq__task_current(L);
+  if (!t)
+    luaL_error(L, "%s can only be called from a request handler, a squall.spawn task or a module's "
+                  "top level, not from a coroutine of your own", fn);
+  sq__task_check_yieldable(L, fn);
+  return t;
+}
+
+void sq__wait_cancel_nothing(sq_task_t *t, void *data)
+{
+  (void)t;
+  (void)data;
+}

@@ -131,6 +131,12 @@ sq_task_t *sq__task_current(lua_State *L);
 /* Raises, naming `fn`, when L cannot yield here (inside a C boundary). Call before any side
  * effect of a function that is going to yield. */
 void sq__task_check_yieldable(lua_State *L, const char *fn);
+/* The task running L, which is about to wait in host function `fn`: raises, naming `fn`, when L
+ * is not a task of the host's (a coroutine of the user's own) or cannot yield here. Call before
+ * any side effect of a function that is going to yield. */
+sq_task_t *sq__task_check(lua_State *L, const char *fn);
+/* An sq_wait_t cancel for a wait that nothing outside Lua points at: nothing to undo. */
+void sq__wait_cancel_nothing(sq_task_t *t, void *data);
 /* Records what the task is about to wait for; the caller then returns lua_yield(L, 0). */
 void sq__task_wait(sq_task_t *t, const sq_wait_t *wait, void *data);
 /* The event came. Returns the coroutine to push results onto, or NULL when nobody wants the

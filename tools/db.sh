@@ -98,9 +98,11 @@ create() {
   for h in 127.0.0.1 localhost; do
     sql+=" CREATE USER IF NOT EXISTS '$dbuser'@'$h' IDENTIFIED BY $q;"
     sql+=" ALTER USER '$dbuser'@'$h' IDENTIFIED BY $q;"
-    sql+=" GRANT ALL ON \`$name\`.* TO '$dbuser'@'$h';"
+    # In a GRANT's database name _ and % are wildcards: escaped, the grant covers NAME alone.
+    sql+=" GRANT ALL ON \`${name//_/\\_}\`.* TO '$dbuser'@'$h';"
   done
-  as_root -e "$sql"
+  # Through stdin: on the command line the password would show in ps.
+  as_root <<<"$sql"
   printf 'db = {\n  host = "127.0.0.1", port = %s,   -- or: socket = "%s",\n' "$(cat "$portf")" "$sock"
   printf '  user = "%s", password_env = "SQUALL_DB_PASSWORD",\n  database = "%s",\n},\n' "$dbuser" "$name"
   printf -- '-- export SQUALL_DB_PASSWORD=%s\n' "$(printf '%q' "$pass")"

@@ -22,10 +22,18 @@ local function check(name, value)
   if type(name) ~= "string" or not match(name, "^[!#$%%&'*+%-.^_`|~%w]+$") then
     error("cookie: invalid name " .. tostring(name), 3)
   end
-  if type(value) ~= "string" or find(value, "[%z\1-\32\"',;\\\127]") then
+  if type(value) ~= "string" or find(value, "[%z\1-\32\"',;\\\127-\255]") then
     error("cookie " .. name .. ": the value must be a string without spaces, quotes, commas, "
           .. "semicolons or backslashes (encode it, e.g. with squall.crypto.base64url)", 3)
   end
+end
+
+-- Path and Domain values: a ";" would start another attribute.
+local function attribute(v, what, name)
+  if type(v) ~= "string" or v == "" or find(v, "[%z\1-\32;\127-\255]") then
+    error("cookie " .. name .. ": " .. what .. " must be a non-empty string without spaces, ; or control characters", 3)
+  end
+  return v
 end
 
 -- opts: path (default "/"), domain, max_age (seconds; 0 deletes), expires (epoch seconds),
@@ -34,8 +42,8 @@ end
 function _M.serialize(name, value, opts)
   check(name, value)
   opts = opts or {}
-  local out = { name .. "=" .. value, "Path=" .. (opts.path or "/") }
-  if opts.domain then out[#out + 1] = "Domain=" .. opts.domain end
+  local out = { name .. "=" .. value, "Path=" .. attribute(opts.path or "/", "path", name) }
+  if opts.domain then out[#out + 1] = "Domain=" .. attribute(opts.domain, "domain", name) end
   if opts.max_age then out[#out + 1] = "Max-Age=" .. floor(opts.max_age) end
   if opts.expires then out[#out + 1] = "Expires=" .. date("!%a, %d %b %Y %H:%M:%S GMT", opts.expires) end
   local same_site = SAME_SITE[opts.same_site or "lax"]
@@ -57,8 +65,10 @@ function _M.delete(name, opts)
   return _M.serialize(name, "", o)
 end
 
+-- The MAC covers a label as well as the value: with one secret for cookies and JWTs (or other
+-- HMACs of the app), a value signed for one use cannot pass as signed for another.
 local function mac(value, secret)
-  return crypto.base64url(crypto.hmac_sha256(secret, value))
+  return crypto.base64url(crypto.hmac_sha256(secret, "squall.cookie\0" .. value))
 end
 
 -- value .. "." .. its MAC, in cookie-safe characters (the value itself must be cookie-safe).

@@ -30,11 +30,15 @@ end
 --   methods      allowed methods for preflight (string or array; default the usual six)
 --   headers      allowed request headers (default: whatever the preflight asks for)
 --   expose       response headers the browser may read (string or array)
---   credentials  true: allow cookies and Authorization (the origin is echoed, never "*")
+--   credentials  true: allow cookies and Authorization (needs listed origins: never with "*")
 --   max_age      seconds a browser may cache a preflight answer
 return function(opts)
   opts = opts or {}
   local origins = opts.origins or "*"
+  if origins == "*" and opts.credentials then
+    -- Echoing every origin with credentials would let any site read its visitors' data here.
+    error("squall.cors: credentials = true needs the allowed origins listed (or a function), not \"*\"", 2)
+  end
   local allowed
   if origins == "*" then
     allowed = function() return true end
@@ -54,12 +58,12 @@ return function(opts)
   local expose = list(opts.expose, "expose")
   local credentials = opts.credentials == true
   local max_age = opts.max_age and tostring(math.floor(opts.max_age))
-  -- "*" cannot go with credentials (browsers refuse it), and a list must echo the one origin.
-  local star = origins == "*" and not credentials
+  -- A list must echo the one origin it allows, so the answer depends on Origin: every response
+  -- says so (Vary), or a shared cache would hand one origin's answer to another.
+  local star = origins == "*"
 
   local function origin_headers(h, origin)
     h["Access-Control-Allow-Origin"] = star and "*" or origin
-    if not star then vary(h, "Origin") end
     if credentials then h["Access-Control-Allow-Credentials"] = "true" end
   end
 
@@ -72,6 +76,7 @@ return function(opts)
     -- A preflight: answered here whatever the route. Refused origins get no CORS headers, which
     -- is how a browser learns the answer is no.
     local h = {}
+    if not star then vary(h, "Origin") end
     if allowed(origin) then
       origin_headers(h, origin)
       h["Access-Control-Allow-Methods"] = methods
@@ -88,9 +93,10 @@ return function(opts)
   end
 
   function m.after(req, res)
+    if res.headers["Access-Control-Allow-Methods"] then return end   -- the preflight's own answer
+    if not star then vary(res.headers, "Origin") end
     local origin = req.headers.origin
     if not origin or not allowed(origin) then return end
-    if res.headers["Access-Control-Allow-Origin"] then return end   -- the preflight's own
     origin_headers(res.headers, origin)
     if expose then res.headers["Access-Control-Expose-Headers"] = expose end
   end

@@ -91,7 +91,7 @@ local res_start, res_write, res_finish, res_started = core.res_start, core.res_w
 local Res = {}
 local RES = setmetatable({}, { __index = Res })
 
--- res:start(status, headers): sends nothing yet; the head leaves with the first write.
+-- res:start(status, headers): the head leaves with the first write, or when the handler waits.
 function Res:start(status, headers)
   return res_start(status or 200, headers)
 end

@@ -32,16 +32,17 @@ end
 -- The error squall.abort raises, for code that adds fields of its own before raising it
 -- (squall.model's validation errors: a 422 when uncaught, their `errors` readable when caught).
 function _M.http_error(status, message, headers)
-  if type(status) ~= "number" or status < 100 or status > 999 then
-    error("squall: an HTTP status must be a number from 100 to 999", 2)
+  -- 1xx are not final answers: the host would turn one into a 500.
+  if type(status) ~= "number" or status < 200 or status > 999 or status ~= math.floor(status) then
+    error("squall: an HTTP status must be a whole number from 200 to 999", 2)
   end
   return setmetatable({ status = status, message = message, headers = headers }, HttpError)
 end
 
 -- Ends the request with `status`. A string message is the text body; a table is sent as JSON.
 function _M.abort(status, message, headers)
-  if type(status) ~= "number" or status < 100 or status > 999 then
-    error("squall.abort: status must be a number from 100 to 999", 2)
+  if type(status) ~= "number" or status < 200 or status > 999 or status ~= math.floor(status) then
+    error("squall.abort: status must be a whole number from 200 to 999", 2)
   end
   error(setmetatable({ status = status, message = message, headers = headers }, HttpError), 2)
 end
@@ -150,7 +151,8 @@ for _, m in ipairs { "get", "post", "put", "patch", "delete", "options", "head" 
   end
 end
 
-local from_handler = response.from_handler
+local from_handler, has_content_type = response.from_handler, response.has_content_type
+local find = string.find
 local TEXT = response.TEXT
 
 -- ---- middleware ----------------------------------------------------------------------------
@@ -234,13 +236,33 @@ end
 
 -- `extra`'s headers that `headers` lacks (names compared without case) added to `headers`.
 local lower = string.lower
-local function merge_headers(headers, extra)
-  local have = {}
-  for k in pairs(headers) do if type(k) == "string" then have[lower(k)] = true end end
-  for k, v in pairs(extra) do
-    if type(k) == "string" and not have[lower(k)] and lower(k) ~= "content-type" then headers[k] = v end
+-- A copy of a headers table, array values (several Set-Cookie) copied too. Hooks change what
+-- they are given: a handler's table may be a module-level constant returned to every request,
+-- and one user's cookie must not stay in it for the next.
+local function copy_headers(headers)
+  local out = {}
+  if headers then
+    for k, v in pairs(headers) do
+      if type(v) == "table" then
+        local list = {}
+        for i = 1, #v do list[i] = v[i] end
+        v = list
+      end
+      out[k] = v
+    end
   end
-  return headers
+  return out
+end
+
+-- `headers` with `extra`'s headers that it lacks (names compared without case), as a new table.
+local function merge_headers(headers, extra)
+  local out = copy_headers(headers)
+  local have = {}
+  for k in pairs(out) do if type(k) == "string" then have[lower(k)] = true end end
+  for k, v in pairs(extra) do
+    if type(k) == "string" and not have[lower(k)] and lower(k) ~= "content-type" then out[k] = v end
+  end
+  return out
 end
 
 -- The response after error handlers and after hooks; the host calls it for every response.
@@ -264,13 +286,29 @@ function App:finish(req, status, ctype, body, headers, framework)
   end
   local afters = self.afters
   if afters then
-    local res = { status = status, content_type = ctype, body = body, headers = headers or {} }
+    -- `res` is made only for a path some hook covers: hooks under "/api" cost the other routes
+    -- nothing but this loop.
+    local res
     local path = req.path
     for i = 1, #afters do
-      if covers(afters[i].prefix, path) then afters[i].fn(req, res) end
+      if covers(afters[i].prefix, path) then
+        res = res or { status = status, content_type = ctype, body = body, headers = copy_headers(headers) }
+        afters[i].fn(req, res)
+      end
     end
-    status, ctype, body, headers = res.status, res.content_type, res.body, res.headers
-    if type(body) ~= "string" then body = body == nil and "" or tostring(body) end
+    if res then
+      status, ctype, body, headers = res.status, res.content_type, res.body, res.headers
+      if type(body) ~= "string" then body = body == nil and "" or tostring(body) end
+      -- A Content-Type header of the hook's wins; the host writes `ctype` as it is, so it must
+      -- be one line.
+      if ctype ~= nil and (has_content_type(headers) or type(ctype) ~= "string" or find(ctype, "[\r\n]")) then
+        if has_content_type(headers) then
+          ctype = nil
+        else
+          error("an after hook set res.content_type to " .. tostring(ctype) .. ": a string on one line", 0)
+        end
+      end
+    end
   end
   return status, ctype, body, headers
 end
@@ -278,6 +316,11 @@ end
 -- squall.cors{...}: CORS middleware for app:use (lua/squall/cors.lua).
 function _M.cors(opts)
   return require("squall.cors")(opts)
+end
+
+-- squall.sse(req, res [, opts]): server-sent events over the streamed res (lua/squall/sse.lua).
+function _M.sse(req, res, opts)
+  return require("squall.sse")(req, res, opts)
 end
 
 -- squall.session{...}: a session in a signed cookie, as req:session() (lua/squall/session.lua).

@@ -4,8 +4,11 @@
 --
 -- A part's data is a substring of the body: no copy beyond that, no temporary files.
 
-local type, tonumber, concat = type, tonumber, table.concat
-local find, sub, match, lower, gmatch, gsub = string.find, string.sub, string.match, string.lower, string.gmatch, string.gsub
+local router = require "squall.router"
+
+local type, concat = type, table.concat
+local unescape = router.unescape
+local find, sub, match, lower, gmatch = string.find, string.sub, string.match, string.lower, string.gmatch
 
 local _M = {}
 
@@ -104,8 +107,10 @@ function _M.parse(body, boundary, opts)
       return nil, "a part without Content-Disposition: form-data; name=..."
     end
     part.name = params.name
-    part.filename = params["filename*"] and gsub(match(params["filename*"], "''(.*)$") or "", "%%(%x%x)",
-                      function(h) return string.char(tonumber(h, 16)) end) or params.filename
+    -- RFC 5987: charset'language'percent-encoded. A name the client sent is only a hint: never
+    -- use it as a path (it may hold "../" or, decoded, a slash).
+    local ext = params["filename*"] and match(params["filename*"], "^[^']*'[^']*'(.*)$")
+    part.filename = ext and unescape(ext) or params.filename
     part.content_type = part.headers["content-type"] or (part.filename and "application/octet-stream" or "text/plain")
     form.parts[#form.parts + 1] = part
     if part.filename then

@@ -21,6 +21,7 @@ local function has_content_type(headers)
   end
   return false
 end
+_M.has_content_type = has_content_type
 
 local function finish(status, headers, body)
   local ctype

@@ -73,6 +73,21 @@ class DbShCreateTest(unittest.TestCase):
                              capture_output=True, text=True, timeout=30)
         self.assertNotEqual(old.returncode, 0, "the old password still works")
 
+    def test_the_grant_covers_that_database_alone(self):
+        # "_" is a wildcard in a GRANT's database name: unescaped, t_app_1 would also grant tZappZ1.
+        lookalike = NAME.replace("_", "Z")
+        self.db.sql("CREATE DATABASE IF NOT EXISTS `%s`" % lookalike, root=True, database=False)
+        self.addCleanup(self.db.sql, "DROP DATABASE IF EXISTS `%s`" % lookalike, root=True, database=False)
+        self.assertEqual(create(NAME, USER, "pw-grant").returncode, 0)
+        other = subprocess.run(["mariadb", "--no-defaults", "-u" + USER, "-ppw-grant", "-h127.0.0.1",
+                                "-P%d" % self.db.port, "--protocol=tcp", lookalike, "-e", "SELECT 1"],
+                               capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(other.returncode, 0, "the user reached %s too" % lookalike)
+        own = subprocess.run(["mariadb", "--no-defaults", "-u" + USER, "-ppw-grant", "-h127.0.0.1",
+                              "-P%d" % self.db.port, "--protocol=tcp", NAME, "-e", "SELECT 1"],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(own.returncode, 0, own.stderr)
+
     def test_names_that_would_break_the_sql_are_refused(self):
         for args in (["bad-name"], ["ok_name", "bad user"], ["x`; DROP DATABASE squall; --"], []):
             r = create(*args)

@@ -153,6 +153,11 @@ describe("squall.cookie", function()
     for _, n in ipairs({ "", "a=b", "a;b", "a b" }) do
       assert.has_error(function() cookie.serialize(n, "v") end)
     end
+    for _, bad in ipairs({ "/; Secure", "/a b", "" }) do
+      assert.has_error(function() cookie.serialize("sid", "v", { path = bad }) end)
+    end
+    assert.has_error(function() cookie.serialize("sid", "v", { domain = "example.com; HttpOnly" }) end)
+    assert.has_error(function() cookie.serialize("sid", "caf\195\169") end)     -- not a cookie-octet
     assert.has_error(function() cookie.serialize("sid", "v", { same_site = "none" }) end)
     assert.has_error(function() cookie.serialize("sid", "v", { same_site = "sometimes" }) end)
   end)
@@ -165,5 +170,11 @@ describe("squall.cookie", function()
     assert.is_nil(cookie.unsign("user-42", "k1"))
     assert.is_nil(cookie.unsign(nil, "k1"))
     assert.has_error(function() cookie.sign("v", "") end)
+  end)
+
+  it("does not take a JWT signed with the same secret for a signed cookie", function()
+    local token = jwt.sign({ sub = 1 }, "shared secret")
+    local h, p, s = token:match("^(.-)%.(.-)%.(.*)$")
+    assert.is_nil(cookie.unsign(h .. "." .. p .. "." .. s, "shared secret"))
   end)
 end)

@@ -67,7 +67,7 @@ describe("req:multipart()", function()
 
   it("decodes quoted and RFC 5987 file names", function()
     local q = 'Content-Disposition: form-data; name="f"; filename="say \\"hi\\".txt"\r\n\r\nx'
-    local ext = "Content-Disposition: form-data; name=\"g\"; filename*=UTF-8''caf%C3%A9.txt\r\n\r\ny"
+    local ext = "Content-Disposition: form-data; name=\"g\"; filename*=UTF-8'fr'caf%C3%A9.txt\r\n\r\ny"
     local doc = cjson.decode(post(body({ q, ext })).body)
     assert.equal('say "hi".txt', doc.files[1].filename)
     assert.equal("caf\195\169.txt", doc.files[2].filename)

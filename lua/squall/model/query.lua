@@ -73,7 +73,9 @@ local function condition(m, col, v, parts, params, prefix)
           parts[#parts + 1] = op == "in" and "FALSE" or "TRUE"
         else
           parts[#parts + 1] = q .. (op == "in" and " IN (?)" or " NOT IN (?)")
-          params[#params + 1] = arg
+          local list = {}
+          for i = 1, #arg do list[i] = rows.to_db(m, col, arg[i]) end  -- as each value is written
+          params[#params + 1] = list
         end
       else
         error(format("squall.model: unknown operator %q for column %s (eq, ne, gt, gte, lt, lte, " ..
@@ -98,9 +100,9 @@ function _M.where_sql(m, conds, params, prefix)
   return concat(parts, " AND ")
 end
 
--- "pinned desc, id" -> "`pinned` DESC, `id`"; anything but names and directions raises.
-function _M.order_sql(spec, dir, prefix)
-  if type(spec) ~= "string" then error("squall.model: order_by takes a string such as \"id desc\"", 3) end
+-- "pinned desc, id" -> "`pinned` DESC, `id`"; anything but names and directions raises (at the
+-- caller of order_sql's caller).
+local function parse_order(spec, dir, prefix)
   if dir ~= nil then spec = spec .. " " .. tostring(dir) end
   local out = {}
   for item in (spec .. ","):gmatch("([^,]*),") do
@@ -108,11 +110,26 @@ function _M.order_sql(spec, dir, prefix)
     d = d and d:upper()
     if not name or (d ~= "" and d ~= "ASC" and d ~= "DESC") then
       error(format("squall.model: order_by %q: expected column names, each with an optional asc or desc",
-                   spec), 3)
+                   spec), 4)
     end
     out[#out + 1] = (prefix or "") .. ident(name, "column") .. (d ~= "" and " " .. d or "")
   end
   return concat(out, ", ")
+end
+
+-- Parsed order specs, by spec, direction and prefix: the same few strings on every request.
+local orders, norders = {}, 0
+
+function _M.order_sql(spec, dir, prefix)
+  if type(spec) ~= "string" then error("squall.model: order_by takes a string such as \"id desc\"", 3) end
+  local key = spec .. "\0" .. tostring(dir) .. "\0" .. (prefix or "")
+  local cached = orders[key]
+  if cached then return cached end
+  local sql = parse_order(spec, dir, prefix)
+  if norders < 1024 then
+    orders[key], norders = sql, norders + 1
+  end
+  return sql
 end
 
 local Query = {}

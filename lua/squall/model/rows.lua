@@ -30,12 +30,22 @@ _M.registry = {}
 -- ---- SQL ------------------------------------------------------------------------------------
 
 -- Table and column names go into SQL text, so they must be plain identifiers; values never do.
+-- Checked names are remembered (a query names the same few on every request); the memory is
+-- bounded in case names come from outside.
+local quoted, nquoted = {}, 0
+
 local function ident(name, what)
+  local q = quoted[name]
+  if q then return q end
   if type(name) ~= "string" or #name > 64 or not name:match("^[%a_][%w_]*$") then
     error(format("squall.model: %s %q is not a plain identifier (letters, digits and _, at most 64)",
                  what or "name", tostring(name)), 3)
   end
-  return "`" .. name .. "`"
+  q = "`" .. name .. "`"
+  if nquoted < 4096 then
+    quoted[name], nquoted = q, nquoted + 1
+  end
+  return q
 end
 _M.ident = ident
 
