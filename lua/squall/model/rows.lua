@@ -136,8 +136,9 @@ function _M.new(m, values, ncols)
   return row
 end
 
--- The request's identity map for `m`: primary key -> row object.
-local function identity(m)
+-- The request's identity map for `m`: primary key -> row object. `size`: how many rows are about
+-- to go in, so that a new map does not rehash on the way.
+local function identity(m, size)
   local req = context.current().request
   local im = req.identity
   if not im then
@@ -147,7 +148,7 @@ local function identity(m)
   -- By model, not table: two models of one table (one strict, say) give objects of their own.
   local t = im[m.name]
   if not t then
-    t = {}
+    t = tnew(0, size or 0)
     im[m.name] = t
   end
   return t
@@ -210,10 +211,11 @@ _M.fill = fill
 -- Turns db.query rows into objects of `m`; they remember each other as siblings, so that the
 -- first lazy load of a relation on one loads it for all of them.
 function _M.materialize(m, rows)
-  local out = json.array({})
-  local group = {}
+  local n = #rows
+  local out = json.array(tnew(n, 0))
+  local group = tnew(n, 0)
   local pk = m.pk
-  local im = identity(m)
+  local im = identity(m, n)
   local ncols = rows.columns and #rows.columns
   for i = 1, #rows do
     local r = rows[i]
