@@ -154,6 +154,7 @@ static int on_message_begin(llhttp_t *p)
   r->url_len = 0;
   r->nheaders = 0;
   r->body.len = 0;
+  r->too_large = 0;
   c->header_bytes = 0;
   c->field_len = 0;
   c->last_was_value = 0;
@@ -331,8 +332,12 @@ static int on_headers_complete(llhttp_t *p)
   }
   int has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)cfg->limits.max_body_bytes) {
-    c->error_status = 413;
-    return -1;
+    /* Announced too large: the handler answers (so the app's error handlers and after hooks
+     * format it, CORS headers included), the body is never read (1: llhttp ends the message
+     * here) and what follows on the connection is never parsed (keep_alive 0 closes it). A
+     * chunked body that grows past the limit is refused mid-body instead, in on_body. */
+    c->req.too_large = 1;
+    return 1;
   }
   const sq_header_t *expect = find_header(&c->req, "expect", 6);
   if (expect && has_body && p->http_minor >= 1) {
@@ -372,7 +377,7 @@ static int on_message_complete(llhttp_t *p)
   timer_set(c, T_NONE, 0);
   r->method = llhttp_method_name((llhttp_method_t)p->method);
   r->http_minor = p->http_minor;
-  r->keep_alive = llhttp_should_keep_alive(p);  /* upgrades never get here (on_headers_complete) */
+  r->keep_alive = llhttp_should_keep_alive(p) && !r->too_large;  /* (upgrades never get here) */
   r->is_head = p->method == HTTP_HEAD;
   return HPE_PAUSED;
 }

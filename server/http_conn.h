@@ -31,6 +31,9 @@ typedef struct {
   int http_minor;
   int keep_alive;
   int is_head;
+  /* Its Content-Length is over limits.max_body_bytes: the body is not read, the handler is to
+   * answer 413 (through the app's error handlers), and the connection closes after it. */
+  int too_large;
   sq_buf_t head;                 /* the URL at offset 0, then header names and values */
   uint32_t url_len;
   /* Absolute-form ("http://host:80/p?q", RFC 9112 3.2.2): the authority is head[host_off,

@@ -228,7 +228,8 @@ static void *on_conn_request(void *self, sq_conn_t *c, const sq_req_t *r)
   lua_pushstring(co, r->http_minor == 0 ? "1.0" : "1.1");
   lua_pushstring(co, peer);
   lua_pushinteger(co, port);
-  sq__task_resume(t, 8);
+  lua_pushboolean(co, r->too_large);
+  sq__task_resume(t, 9);
   return t;
 }
 

@@ -112,6 +112,9 @@ end
 -- status, content_type, body, headers, log message, repeat key, and whether the framework made
 -- the answer (App:finish).
 local function respond(app, req, debug_mode, res)
+  -- The host did not read a body over limits.max_body_bytes: the answer is the framework's 413,
+  -- which error handlers and after hooks see like any other.
+  if req.too_large then return 413, TEXT, "Content Too Large\n", nil, nil, nil, true end
   local ok, status, ctype, rbody, rheaders, framework = xpcall(app.handle, on_error, app, req, res)
   if ok then return status, ctype, rbody, rheaders, nil, nil, framework end
   local e = status
@@ -197,10 +200,11 @@ function _M.load(app_module)
   end
   local debug_mode = core.debug
 
-  return function(method, path, query_string, headers, body, http_version, remote_addr, remote_port)
+  return function(method, path, query_string, headers, body, http_version, remote_addr, remote_port, too_large)
     begin_request()
-    local status, ctype, rbody, rheaders, log_message = served(run(app, request_new(method, path,
-      query_string, headers, body, http_version, remote_addr, remote_port), debug_mode, RES))
+    local req = request_new(method, path, query_string, headers, body, http_version, remote_addr, remote_port)
+    if too_large then req.too_large = true end
+    local status, ctype, rbody, rheaders, log_message = served(run(app, req, debug_mode, RES))
     leave()
     return status, ctype, rbody, rheaders, log_message
   end, request.headers_mt
