@@ -358,18 +358,27 @@ static int on_headers_complete(llhttp_t *p)
   return 0;
 }
 
+static int request_ready(llhttp_t *p);
+
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
   sq_conn_t *c = p->data;
   if (c->req.body.len + len > (size_t)c->env->cfg->limits.max_body_bytes) {
-    c->error_status = 413;
-    return -1;
+    /* A body (chunked) that grows past the limit: from here as one announced too large. The
+     * handler answers 413 now; the rest of the body is never parsed (keep_alive 0 closes the
+     * connection after the answer, and the lingering close drains it). */
+    c->req.too_large = 1;
+    c->req.body.len = 0;
+    return request_ready(p);
   }
   sq_buf_append(&c->req.body, at, len);
   return 0;
 }
 
-static int on_message_complete(llhttp_t *p)
+static int on_message_complete(llhttp_t *p) { return request_ready(p); }
+
+/* The request is ready for its handler: pause the parser (conn_process dispatches). */
+static int request_ready(llhttp_t *p)
 {
   sq_conn_t *c = p->data;
   sq_req_t *r = &c->req;

@@ -1,9 +1,10 @@
 """The app's error handlers and after hooks format the framework's own answers over a real
-connection: 404, 405, a 400 from req:json(), a 500, and the 413 of a body announced over
-limits.max_body_bytes (which the host answers without reading the body, closing the connection)."""
+connection: 404, 405, a 400 from req:json(), a 500, and the 413 of a body over
+limits.max_body_bytes, announced or grown (the host reads no more of it and closes the
+connection after the answer)."""
 
 import harness
-from harness import build_request
+from harness import build_request, chunked
 
 APP = """local squall = require "squall"
 local app = squall.app()
@@ -34,6 +35,16 @@ class ErrorPagesTest(harness.ServerTestCase):
             r = c.read_response()
             self.assertJsonError(r, 413)
             self.assertEqual(r.json()["error"]["message"], "Content Too Large")
+            self.assertEqual((r.header("Connection") or "").lower(), "close")
+            c.sock.settimeout(5)
+            self.assertEqual(c.sock.recv(100), b"", "the connection stayed open after the 413")
+
+    def test_a_chunked_body_that_grows_too_large_gets_the_apps_413_and_a_close(self):
+        with self.connect() as c:
+            c.send(build_request("POST", "/upload", [("Transfer-Encoding", "chunked")],
+                                 chunked("a" * 800, "b" * 800, "c" * 800)))
+            r = c.read_response()
+            self.assertJsonError(r, 413)
             self.assertEqual((r.header("Connection") or "").lower(), "close")
             c.sock.settimeout(5)
             self.assertEqual(c.sock.recv(100), b"", "the connection stayed open after the 413")
