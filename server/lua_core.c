@@ -211,11 +211,19 @@ static int l_now(lua_State *L)
   return 1;
 }
 
+/* core.draining(): whether this worker is stopping (SIGTERM): a stream that would run until its
+ * client leaves ends instead, so that the drain does not wait out shutdown_timeout for it. */
+static int l_draining(lua_State *L)
+{
+  lua_pushboolean(L, sq__bridge_worker(sq__bridge_of(L))->env.draining);
+  return 1;
+}
+
 int sq__lua_open_core(lua_State *L)
 {
   static const luaL_Reg fns[] = {{"log", l_log},         {"sleep", l_sleep}, {"spawn", l_spawn},
                                  {"suspend", l_suspend}, {"wake", l_wake},   {"reload_status", l_reload_status},
-                                 {"is_task", l_is_task}, {"now", l_now},
+                                 {"is_task", l_is_task}, {"now", l_now}, {"draining", l_draining},
                                  {NULL, NULL}};
   sq_bridge_t *b = lua_touserdata(L, lua_upvalueindex(1));
   lua_newtable(L);

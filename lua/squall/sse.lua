@@ -3,11 +3,10 @@
 --   app:get("/events", function(req, res)
 --     local stream = squall.sse(req, res, { keepalive = 15 })
 --     local n = tonumber(stream.last_event_id) or 0     -- a reconnecting client resumes here
---     while true do
+--     repeat
 --       n = n + 1
 --       stream:send{ event = "tick", id = n, data = "tick " .. n }
---       stream:sleep(1)            -- sends ": keep-alive" comments while it waits, if long
---     end
+--     until not stream:sleep(1)    -- keep-alive comments while it waits; false once stopping
 --   end)
 --
 -- Like res, a stream belongs to the request's own handler coroutine. When the client goes, the
@@ -15,7 +14,8 @@
 -- after shutdown_timeout like any request still running.
 
 local squall_sleep = require("squall").sleep
-local now = require("squall.core").now
+local core = require "squall.core"
+local now, draining = core.now, core.draining
 
 local type, tostring, error, pairs, setmetatable = type, tostring, error, pairs, setmetatable
 local floor, concat = math.floor, table.concat
@@ -68,22 +68,27 @@ function Stream:comment(text)
 end
 
 -- Waits `seconds` without blocking the worker, sending a keep-alive comment whenever nothing
--- was sent for `keepalive` seconds meanwhile.
+-- was sent for `keepalive` seconds meanwhile. Returns false at once, without waiting, when the
+-- server is stopping: `while stream:sleep(1) do ... end` ends the stream then, and a drain does
+-- not wait out shutdown_timeout for it (the client reconnects to another instance).
 function Stream:sleep(seconds)
   if type(seconds) ~= "number" or seconds ~= seconds or seconds < 0 then
     error("squall.sse: sleep takes a number of seconds", 2)
   end
   local deadline = now() + seconds
   while true do
+    if draining() then return false end
     local t = now()
     local left = deadline - t
-    if left <= 0 then return end
+    if left <= 0 then return true end
     local quiet_until = self.sent + self.keepalive
     if t >= quiet_until then
       self:comment("keep-alive")
       quiet_until = self.sent + self.keepalive
     end
-    squall_sleep(left < quiet_until - t and left or quiet_until - t)
+    -- In slices of at most a quarter second, so that a stop is noticed while it waits.
+    local slice = left < quiet_until - t and left or quiet_until - t
+    squall_sleep(slice < 0.25 and slice or 0.25)
   end
 end
 

@@ -36,6 +36,16 @@ app:get("/bad", function(req, res)
   stream:send{ event = "result", data = tostring(err) }
 end)
 
+app:get("/until-stop", function(req, res)
+  local stream = squall.sse(req, res, { keepalive = 5 })
+  local n = 0
+  repeat
+    n = n + 1
+    stream:send{ data = "tick " .. n }
+  until not stream:sleep(0.2)
+  stream:send{ event = "bye", data = "server stopping" }
+end)
+
 app:get("/no-res", function(req) return pcall(squall.sse, req, nil) and "yes" or "refused" end)
 return app
 """
@@ -112,6 +122,33 @@ class SseTest(harness.ServerTestCase):
             events, _ = parse_events(c.read_response().body)
         self.assertEqual(events[-1]["event"], "result")
         self.assertIn("must not contain a line break", events[-1]["data"])
+
+
+
+class SseDrainTest(harness.unittest.TestCase):
+    """SIGTERM with a stream open: the stream learns the server is stopping and ends, so the
+    drain does not wait out shutdown_timeout."""
+
+    def test_a_stream_ends_when_the_server_stops_and_the_drain_does_not_wait_for_it(self):
+        server = harness.Server(config={"shutdown_timeout": 20}, scripts={"app.lua": APP})
+        server.start()
+        self.addCleanup(server.kill)
+        s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        self.addCleanup(s.close)
+        s.sendall(build_request("GET", "/until-stop"))
+        got = s.recv(65536)
+        self.assertIn(b"tick 1", got)
+        t0 = time.monotonic()
+        server.signal(harness.signal.SIGTERM)
+        while b"0\r\n\r\n" not in got:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        self.assertIn(b"event: bye", got)
+        self.assertIn(b"0\r\n\r\n", got, "the stream did not end with its last chunk")
+        server.expect_clean_exit(5)
+        self.assertLess(time.monotonic() - t0, 5, "the drain waited for the stream")
 
 
 if __name__ == "__main__":
