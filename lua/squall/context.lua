@@ -10,6 +10,7 @@
 --   context.current().tx        the innermost db.transaction this coroutine runs inside, or nil
 
 local running, setmetatable = coroutine.running, setmetatable
+local tnew = require "table.new"
 
 local _M = {}
 
@@ -48,6 +49,18 @@ end
 -- A fresh request state for the running coroutine (`squall test` between two tests).
 function _M.reset()
   _M.current().request = {}
+end
+
+-- The running request's table under `name` (its identity map, its counters), made on first use
+-- with `size` hash slots.
+function _M.request_table(name, size)
+  local req = _M.current().request
+  local t = req[name]
+  if not t then
+    t = tnew(0, size or 0)
+    req[name] = t
+  end
+  return t
 end
 
 -- What a task spawned now starts with: the same request, the same transaction.

@@ -252,12 +252,7 @@ end
 -- (find in a loop) defeat batching. model.report() returns the counts; in debug mode the
 -- second one of a relation is also logged, once per request.
 local function note_single(m, name)
-  local req = context.current().request
-  local counts = req.single_loads
-  if not counts then
-    counts = {}
-    req.single_loads = counts
-  end
+  local counts = context.request_table("single_loads")
   local key = m.name .. "." .. name
   local n = (counts[key] or 0) + 1
   counts[key] = n

@@ -139,12 +139,7 @@ end
 -- The request's identity map for `m`: primary key -> row object. `size`: how many rows are about
 -- to go in, so that a new map does not rehash on the way.
 local function identity(m, size)
-  local req = context.current().request
-  local im = req.identity
-  if not im then
-    im = {}
-    req.identity = im
-  end
+  local im = context.request_table("identity")
   -- By model, not table: two models of one table (one strict, say) give objects of their own.
   local t = im[m.name]
   if not t then
