@@ -15,7 +15,7 @@ local response = require "squall.response"
 local db = require "squall.db"
 local context = require "squall.context"
 
-local type, tostring, xpcall, error = type, tostring, xpcall, error
+local type, tostring, xpcall, error, rawget = type, tostring, xpcall, error, rawget
 local traceback = debug.traceback
 local is_http_error = squall.is_http_error
 local db_unavailable = db.is_unavailable
@@ -114,7 +114,8 @@ end
 local function respond(app, req, debug_mode, res)
   -- The host did not read a body over limits.max_body_bytes: the answer is the framework's 413,
   -- which error handlers and after hooks see like any other.
-  if req.too_large then return 413, TEXT, "Content Too Large\n", nil, nil, nil, true end
+  -- rawget: an absent field would go through the request's lazy-field __index on every request.
+  if rawget(req, "too_large") then return 413, TEXT, "Content Too Large\n", nil, nil, nil, true end
   local ok, status, ctype, rbody, rheaders, framework = xpcall(app.handle, on_error, app, req, res)
   if ok then return status, ctype, rbody, rheaders, nil, nil, framework end
   local e = status
