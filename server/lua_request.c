@@ -229,7 +229,8 @@ static void *on_conn_request(void *self, sq_conn_t *c, const sq_req_t *r)
   lua_pushstring(co, peer);
   lua_pushinteger(co, port);
   lua_pushboolean(co, r->too_large);
-  sq__task_resume(t, 9);
+  lua_pushthread(co);  /* the key of the request's squall.context (host.lua says why) */
+  sq__task_resume(t, 10);
   return t;
 }
 
