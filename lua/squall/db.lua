@@ -70,7 +70,6 @@ local tx_mt = { __index = Tx }
 
 function Tx:query(sql, ...)
   if type(sql) ~= "string" then error("tx:query: sql must be a string", 2) end
-  if self._ended then error("tx:query: this transaction has ended (its db.transaction block returned)", 2) end
   if observer then observer(sql) end
   return checked(2, query(self._h, sql, ...))
 end

@@ -26,13 +26,6 @@ describe("db.transaction", function()
     assert.is_nil(db.current_transaction())
   end)
 
-  it("refuses tx:query once the block has returned", function()
-    local kept = db.transaction(function(tx) return tx end)
-    local ok, err = pcall(kept.query, kept, "SELECT 1")
-    assert.is_false(ok)
-    assert.matches("this transaction has ended", tostring(err))
-  end)
-
   it("runs the rollback hooks and raises when COMMIT itself fails", function()
     local rollbacks = 0
     db.on_rollback(function() rollbacks = rollbacks + 1 end)
