@@ -489,6 +489,83 @@ describe("squall.model", function()
     end)
   end)
 
+  -- A model without types keeps db.query's own row tables as its objects, the rows of one query
+  -- sharing one metatable until one needs a state of its own; these check that nothing of what a
+  -- row is shows the difference.
+  describe("rows of a model without types", function()
+    local Profile = model.define("m_profiles_untyped", {
+      table = "m_profiles",
+      relations = { user = { belongs_to = "m_users", foreign_key = "m_user_id" } },
+    })
+
+    local function profiles(n)
+      local ids = {}
+      for i = 1, n do
+        ids[i] = db.query("INSERT INTO m_profiles (m_user_id, bio) VALUES (?, ?)", user().id, "bio " .. i).insert_id
+      end
+      context.reset()
+      return ids
+    end
+
+    it("encodes a list to the same JSON as db.query's rows, an empty one as []", function()
+      profiles(3)
+      local json = require "squall.json"
+      assert.equal(json.encode(db.query("SELECT * FROM m_profiles ORDER BY id")),
+                   json.encode(Profile:order_by("id"):all()))
+      assert.equal("[]", json.encode(Profile:where { bio = "none" }:all()))
+    end)
+
+    it("saves only the column changed on one row of a list, its siblings unchanged", function()
+      profiles(3)
+      local list = Profile:order_by("id"):all()
+      list[2].bio = "edited"
+      assert.same({}, list[1]:changed())
+      assert.same({ "bio" }, list[2]:changed())
+      local _, sql = t.count_queries(function() assert.is_true(list[2]:save()) end)
+      assert.matches("^UPDATE `m_profiles` SET `bio` = %? WHERE `id` = %?$", sql[1])
+      assert.is_false(list[3]:save())
+      local rows = db.query("SELECT bio FROM m_profiles ORDER BY id")
+      assert.same({ "bio 1", "edited", "bio 3" }, { rows[1].bio, rows[2].bio, rows[3].bio })
+    end)
+
+    it("refreshes a row of an earlier list in place, keeping its unsaved change", function()
+      local ids = profiles(2)
+      local list = Profile:order_by("id"):all()
+      list[2].bio = "mine"
+      local other = user()
+      db.query("UPDATE m_profiles SET m_user_id = ?, bio = 'theirs' WHERE id = ?", other.id, ids[2])
+      local again = Profile:find(ids[2])
+      assert.equal(list[2], again)
+      assert.equal(other.id, again.m_user_id)                              -- refreshed
+      assert.equal("mine", again.bio)                                      -- not overwritten
+      assert.same({ "bio" }, again:changed())
+      assert.same({}, list[1]:changed())
+    end)
+
+    it("loads a relation for every row of the list at once, and deletes one row of it", function()
+      local ids = profiles(3)
+      local list = Profile:order_by("id"):all()
+      assert.queries(1, function()
+        for _, p in ipairs(list) do assert.is_string(p.user.name) end
+      end)
+      list[1]:delete()
+      assert.is_nil(Profile:find(ids[1]))
+      assert.same({}, list[3]:changed())
+    end)
+
+    it("gives a row that comes twice in one result one object, which saves as one row", function()
+      blog(2, 0)
+      local posts = Post:order_by("id"):all()
+      local tag = posts[1].tags[1]
+      assert.equal(tag, posts[2].tags[1])                                  -- tag "a" of both posts
+      assert.same({}, tag:changed())
+      tag.name = "renamed"
+      local _, sql = t.count_queries(function() assert.is_true(tag:save()) end)
+      assert.matches("^UPDATE `m_tags` SET `name` = %? WHERE `id` = %?$", sql[1])
+      assert.equal("renamed", db.query("SELECT name FROM m_tags WHERE id = ?", tag.id)[1].name)
+    end)
+  end)
+
   describe("types", function()
     it("reads booleans, JSON and ISO-8601 datetimes as declared, and writes them back", function()
       local id = db.query("INSERT INTO m_users (name, active, settings, created_at) VALUES ('t', 0, ?, ?)",
