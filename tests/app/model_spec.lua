@@ -350,6 +350,9 @@ describe("squall.model", function()
       local p = Post:first()
       assert.equal(p, Post:find(p.id))                                    -- one object per row
       assert.is_nil(Post:find(0))
+      assert.equal(p, Post:find(tostring(p.id)))                          -- a route parameter
+      assert.has_error(function() Post:find { p.id } end,
+                       "squall.model: find takes one primary key value; where{} takes lists")
       assert.is_true(Post:where { score = 5 }:exists())
       assert.is_false(Post:where { score = 6 }:exists())
       local base = Post:where { published = true }
