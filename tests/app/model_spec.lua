@@ -625,6 +625,22 @@ describe("squall.model in db.transaction", function()
     assert.equal(0, User:where { name = { "outer", "inner" } }:count())
   end)
 
+  it("forgets the transaction's objects when its COMMIT fails, as after a rollback", function()
+    local created
+    local ok, err = pcall(db.transaction, function(tx)
+      created = User:create { name = "never committed" }
+      -- The transaction's connection dies between the last statement and COMMIT: the server
+      -- rolls the transaction back, and COMMIT fails.
+      db.query("KILL CONNECTION ?", tx:query("SELECT CONNECTION_ID() AS id")[1].id)
+    end)
+    assert.is_false(ok)
+    assert.is_true(db.is_error(err))
+    -- The object is not served from the identity map: the author is looked up, and is not there.
+    local post = Post:new { m_user_id = created.id, title = "orphan" }
+    assert.queries(1, function() assert.is_nil(post.author) end)
+    assert.equal(0, User:where { name = "never committed" }:count())
+  end)
+
   it("uses the pool again once the transaction has ended", function()
     db.transaction(function() end)
     assert.is_nil(db.current_transaction())
