@@ -88,8 +88,9 @@ function _M.current_transaction()
 end
 
 -- Called after every rollback (of a transaction or a savepoint) in the coroutine that rolled
--- back. Rows read or written inside may not exist any more: squall.model forgets its identity
--- map. Registered by modules at load time, never per request.
+-- back, and after a COMMIT or RELEASE SAVEPOINT that failed. Rows read or written inside may not
+-- exist any more: squall.model forgets its identity map. Registered by modules at load time,
+-- never per request.
 local rollback_hooks = {}
 
 function _M.on_rollback(fn)
@@ -111,10 +112,11 @@ local function run(tx, fn, on_ok, on_err)
   ctx.tx = outer
   tx._ended = true
   if res[1] then
-    -- A COMMIT that fails (the connection lost, a deadlock at commit, a timeout whose outcome is
-    -- unknown) leaves nothing the block read or wrote that can be trusted: rollback hooks too.
     local ok, err = pcall(on_ok)
     if ok then return unpack(res, 2, res.n) end
+    -- COMMIT (or RELEASE SAVEPOINT) failed: the transaction is over, most likely rolled back
+    -- (a connection lost during COMMIT cannot say), so what was read or written inside may not
+    -- be what the database holds.
     rolled_back()
     error(err, 0)
   end

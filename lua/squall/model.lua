@@ -93,7 +93,7 @@ end
 
 -- { field = { messages } } for the row, or nil when it is valid.
 local function errors_of(m, row)
-  local saved = getmetatable(row).saved
+  local saved = rows.state(row).saved
   local errors
   for field, rule in pairs(m.validate) do
     local function add(msg)
@@ -155,7 +155,7 @@ local Row = {}
 -- Inserts a new row or updates the changed columns of a loaded one (nothing to change: no
 -- query, returns false). Validates first; raises a 422 error (see is_invalid).
 function Row:save()
-  local st = getmetatable(self)
+  local st = rows.state(self)
   local m = st.model
   local creating = st.saved == nil
   local errors = errors_of(m, self)
@@ -204,7 +204,7 @@ function Row:update(values)
 end
 
 function Row:delete()
-  local st = getmetatable(self)
+  local st = rows.state(self)
   local m = st.model
   local id = st.saved and st.saved[m.pk]
   if id == nil then error("squall.model: delete of a " .. m.table .. " row that was never saved", 2) end
@@ -219,7 +219,7 @@ end
 
 -- Reads the row again, dropping unsaved changes and loaded relations.
 function Row:reload()
-  local st = getmetatable(self)
+  local st = rows.state(self)
   local m = st.model
   local r = run("SELECT * FROM " .. ident(m.table, "table") .. " WHERE " .. ident(m.pk, "column") .. " = ?",
                 rawget(self, m.pk))[1]
@@ -263,7 +263,7 @@ function _M.define(name, opts)
   local m = setmetatable({ name = name, table = table_name, pk = opts.primary_key or "id", types = opts.types or {},
                            validate = opts.validate or {}, strict = opts.strict and true or false,
                            relations = {} }, Model)
-  ident(m.pk, "column")
+  m.find_sql = "SELECT * FROM " .. ident(table_name, "table") .. " WHERE " .. ident(m.pk, "column") .. " = ? LIMIT 1"
   rows.check_types(m.types, "model " .. table_name)
   m.typed = next(m.types) ~= nil
   if opts.timestamps == true then
@@ -303,7 +303,9 @@ end
 -- identity map takes the fresh values and is the object returned).
 function Model:find(id)
   if id == nil or id == null then return nil end
-  return query.new(self):where { [self.pk] = id }:limit(1):all()[1]
+  if type(id) == "table" then error("squall.model: find takes one primary key value; where{} takes lists", 2) end
+  -- Not built as where{}:limit(1): the most common query of all, its SQL made once per model.
+  return rows.materialize(self, run(self.find_sql, rows.to_db(self, self.pk, id)))[1]
 end
 
 -- { field = { messages } } for a row, or nil.

@@ -350,6 +350,9 @@ describe("squall.model", function()
       local p = Post:first()
       assert.equal(p, Post:find(p.id))                                    -- one object per row
       assert.is_nil(Post:find(0))
+      assert.equal(p, Post:find(tostring(p.id)))                          -- a route parameter
+      assert.has_error(function() Post:find { p.id } end,
+                       "squall.model: find takes one primary key value; where{} takes lists")
       assert.is_true(Post:where { score = 5 }:exists())
       assert.is_false(Post:where { score = 6 }:exists())
       local base = Post:where { published = true }
@@ -489,6 +492,83 @@ describe("squall.model", function()
     end)
   end)
 
+  -- A model without types keeps db.query's own row tables as its objects, the rows of one query
+  -- sharing one metatable until one needs a state of its own; these check that nothing of what a
+  -- row is shows the difference.
+  describe("rows of a model without types", function()
+    local Profile = model.define("m_profiles_untyped", {
+      table = "m_profiles",
+      relations = { user = { belongs_to = "m_users", foreign_key = "m_user_id" } },
+    })
+
+    local function profiles(n)
+      local ids = {}
+      for i = 1, n do
+        ids[i] = db.query("INSERT INTO m_profiles (m_user_id, bio) VALUES (?, ?)", user().id, "bio " .. i).insert_id
+      end
+      context.reset()
+      return ids
+    end
+
+    it("encodes a list to the same JSON as db.query's rows, an empty one as []", function()
+      profiles(3)
+      local json = require "squall.json"
+      assert.equal(json.encode(db.query("SELECT * FROM m_profiles ORDER BY id")),
+                   json.encode(Profile:order_by("id"):all()))
+      assert.equal("[]", json.encode(Profile:where { bio = "none" }:all()))
+    end)
+
+    it("saves only the column changed on one row of a list, its siblings unchanged", function()
+      profiles(3)
+      local list = Profile:order_by("id"):all()
+      list[2].bio = "edited"
+      assert.same({}, list[1]:changed())
+      assert.same({ "bio" }, list[2]:changed())
+      local _, sql = t.count_queries(function() assert.is_true(list[2]:save()) end)
+      assert.matches("^UPDATE `m_profiles` SET `bio` = %? WHERE `id` = %?$", sql[1])
+      assert.is_false(list[3]:save())
+      local rows = db.query("SELECT bio FROM m_profiles ORDER BY id")
+      assert.same({ "bio 1", "edited", "bio 3" }, { rows[1].bio, rows[2].bio, rows[3].bio })
+    end)
+
+    it("refreshes a row of an earlier list in place, keeping its unsaved change", function()
+      local ids = profiles(2)
+      local list = Profile:order_by("id"):all()
+      list[2].bio = "mine"
+      local other = user()
+      db.query("UPDATE m_profiles SET m_user_id = ?, bio = 'theirs' WHERE id = ?", other.id, ids[2])
+      local again = Profile:find(ids[2])
+      assert.equal(list[2], again)
+      assert.equal(other.id, again.m_user_id)                              -- refreshed
+      assert.equal("mine", again.bio)                                      -- not overwritten
+      assert.same({ "bio" }, again:changed())
+      assert.same({}, list[1]:changed())
+    end)
+
+    it("loads a relation for every row of the list at once, and deletes one row of it", function()
+      local ids = profiles(3)
+      local list = Profile:order_by("id"):all()
+      assert.queries(1, function()
+        for _, p in ipairs(list) do assert.is_string(p.user.name) end
+      end)
+      list[1]:delete()
+      assert.is_nil(Profile:find(ids[1]))
+      assert.same({}, list[3]:changed())
+    end)
+
+    it("gives a row that comes twice in one result one object, which saves as one row", function()
+      blog(2, 0)
+      local posts = Post:order_by("id"):all()
+      local tag = posts[1].tags[1]
+      assert.equal(tag, posts[2].tags[1])                                  -- tag "a" of both posts
+      assert.same({}, tag:changed())
+      tag.name = "renamed"
+      local _, sql = t.count_queries(function() assert.is_true(tag:save()) end)
+      assert.matches("^UPDATE `m_tags` SET `name` = %? WHERE `id` = %?$", sql[1])
+      assert.equal("renamed", db.query("SELECT name FROM m_tags WHERE id = ?", tag.id)[1].name)
+    end)
+  end)
+
   describe("types", function()
     it("reads booleans, JSON and ISO-8601 datetimes as declared, and writes them back", function()
       local id = db.query("INSERT INTO m_users (name, active, settings, created_at) VALUES ('t', 0, ?, ?)",
@@ -543,6 +623,22 @@ describe("squall.model in db.transaction", function()
     end)
     assert.same({ outer = 1, inner = 0 }, seen)
     assert.equal(0, User:where { name = { "outer", "inner" } }:count())
+  end)
+
+  it("forgets the transaction's objects when its COMMIT fails, as after a rollback", function()
+    local created
+    local ok, err = pcall(db.transaction, function(tx)
+      created = User:create { name = "never committed" }
+      -- The transaction's connection dies between the last statement and COMMIT: the server
+      -- rolls the transaction back, and COMMIT fails.
+      db.query("KILL CONNECTION ?", tx:query("SELECT CONNECTION_ID() AS id")[1].id)
+    end)
+    assert.is_false(ok)
+    assert.is_true(db.is_error(err))
+    -- The object is not served from the identity map: the author is looked up, and is not there.
+    local post = Post:new { m_user_id = created.id, title = "orphan" }
+    assert.queries(1, function() assert.is_nil(post.author) end)
+    assert.equal(0, User:where { name = "never committed" }:count())
   end)
 
   it("uses the pool again once the transaction has ended", function()

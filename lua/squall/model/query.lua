@@ -12,11 +12,12 @@
 local db = require "squall.db"
 local rows = require "squall.model.rows"
 
-local type, pairs, ipairs, error, tostring, setmetatable, select, tonumber =
-  type, pairs, ipairs, error, tostring, setmetatable, select, tonumber
+local type, pairs, ipairs, next, error, tostring, setmetatable, select, tonumber =
+  type, pairs, ipairs, next, error, tostring, setmetatable, select, tonumber
 local floor, ceil = math.floor, math.ceil
 local concat, sort, unpack = table.concat, table.sort, unpack
 local format = string.format
+local tnew = require "table.new"
 
 local ident, run, materialize = rows.ident, rows.run, rows.materialize
 local null = db.null
@@ -34,69 +35,74 @@ local ops = {
   eq = "=", ne = "<>", gt = ">", gte = ">=", lt = "<", lte = "<=", like = "LIKE",
 }
 
--- Adds the SQL for `col <cond>` to parts and its values to params. `prefix` qualifies the
+-- The SQL for `col <cond>` ("`a` = ?"), its values appended to params. `prefix` qualifies the
 -- column ("t.") where a join makes a bare name ambiguous.
-local function condition(m, col, v, parts, params, prefix)
+local function condition(m, col, v, params, prefix)
   local q = (prefix or "") .. ident(col, "column")
   if v == null then
-    parts[#parts + 1] = q .. " IS NULL"
+    return q .. " IS NULL"
   elseif type(v) ~= "table" then
-    parts[#parts + 1] = q .. " = ?"
     params[#params + 1] = rows.to_db(m, col, v)
+    return q .. " = ?"
   elseif is_list(v) then
-    if #v == 0 then
-      parts[#parts + 1] = "FALSE"  -- nothing is in an empty list; SQL has no IN ()
-    else
-      parts[#parts + 1] = q .. " IN (?)"
-      local list = {}
-      for i = 1, #v do list[i] = rows.to_db(m, col, v[i]) end
-      params[#params + 1] = list
-    end
-  else
-    local names = {}
-    for op in pairs(v) do names[#names + 1] = op end
-    sort(names)
-    for _, op in ipairs(names) do
-      local arg = v[op]
-      if ops[op] then
-        if arg == null then error(format("squall.model: %s = { %s = db.null }: compare with NULL " ..
-                                         "as %s = db.null or { null = true/false }", col, op, col), 4) end
-        parts[#parts + 1] = q .. " " .. ops[op] .. " ?"
-        params[#params + 1] = rows.to_db(m, col, arg)
-      elseif op == "null" then
-        parts[#parts + 1] = q .. (arg and " IS NULL" or " IS NOT NULL")
-      elseif op == "in" or op == "not_in" then
-        if type(arg) ~= "table" or not is_list(arg) then
-          error(format("squall.model: %s = { %s = ... } needs an array", col, op), 4)
-        end
-        if #arg == 0 then
-          parts[#parts + 1] = op == "in" and "FALSE" or "TRUE"
-        else
-          parts[#parts + 1] = q .. (op == "in" and " IN (?)" or " NOT IN (?)")
-          local list = {}
-          for i = 1, #arg do list[i] = rows.to_db(m, col, arg[i]) end  -- as each value is written
-          params[#params + 1] = list
-        end
-      else
-        error(format("squall.model: unknown operator %q for column %s (eq, ne, gt, gte, lt, lte, " ..
-                     "like, in, not_in, null)", tostring(op), col), 4)
+    if #v == 0 then return "FALSE" end  -- nothing is in an empty list; SQL has no IN ()
+    local list = {}
+    for i = 1, #v do list[i] = rows.to_db(m, col, v[i]) end
+    params[#params + 1] = list
+    return q .. " IN (?)"
+  end
+  local names, parts = {}, {}
+  for op in pairs(v) do names[#names + 1] = op end
+  sort(names)
+  for _, op in ipairs(names) do
+    local arg = v[op]
+    if ops[op] then
+      if arg == null then error(format("squall.model: %s = { %s = db.null }: compare with NULL " ..
+                                       "as %s = db.null or { null = true/false }", col, op, col), 4) end
+      parts[#parts + 1] = q .. " " .. ops[op] .. " ?"
+      params[#params + 1] = rows.to_db(m, col, arg)
+    elseif op == "null" then
+      parts[#parts + 1] = q .. (arg and " IS NULL" or " IS NOT NULL")
+    elseif op == "in" or op == "not_in" then
+      if type(arg) ~= "table" or not is_list(arg) then
+        error(format("squall.model: %s = { %s = ... } needs an array", col, op), 4)
       end
+      if #arg == 0 then
+        parts[#parts + 1] = op == "in" and "FALSE" or "TRUE"
+      else
+        parts[#parts + 1] = q .. (op == "in" and " IN (?)" or " NOT IN (?)")
+        local list = {}
+        for i = 1, #arg do list[i] = rows.to_db(m, col, arg[i]) end  -- as each value is written
+        params[#params + 1] = list
+      end
+    else
+      error(format("squall.model: unknown operator %q for column %s (eq, ne, gt, gte, lt, lte, " ..
+                   "like, in, not_in, null)", tostring(op), col), 4)
     end
   end
+  return concat(parts, " AND ")
 end
+
+local NOT_A_COLUMN = "squall.model: where{...} takes column = value pairs; use where(\"sql ?\", value) for SQL"
 
 -- A where table as SQL ("`a` = ? AND `b` IN (?)") and its parameters appended to params.
 function _M.where_sql(m, conds, params, prefix)
+  local first = next(conds)
+  if first == nil then return "" end
+  if next(conds, first) == nil then
+    -- One column, most where{}s (a key, a foreign key): no list to sort and join.
+    if type(first) ~= "string" then error(NOT_A_COLUMN, 3) end
+    local sql = condition(m, first, conds[first], params, prefix)
+    return sql
+  end
   local cols = {}
   for col in pairs(conds) do
-    if type(col) ~= "string" then
-      error("squall.model: where{...} takes column = value pairs; use where(\"sql ?\", value) for SQL", 3)
-    end
+    if type(col) ~= "string" then error(NOT_A_COLUMN, 3) end
     cols[#cols + 1] = col
   end
   sort(cols)
   local parts = {}
-  for _, col in ipairs(cols) do condition(m, col, conds[col], parts, params, prefix) end
+  for i = 1, #cols do parts[i] = condition(m, cols[i], conds[cols[i]], params, prefix) end
   return concat(parts, " AND ")
 end
 
@@ -136,39 +142,45 @@ local Query = {}
 Query.__index = Query
 _M.Query = Query
 
+-- A query: its model, `wsql` (its WHERE clause, "" for none), `params` (the values of its ?s, an
+-- array that no query changes once made, so that refining a query without a new condition
+-- shares it), `order`, `lim`, `off`, `preload_spec`.
+local NO_PARAMS = {}
+
 function _M.new(m)
-  return setmetatable({ model = m, conds = {}, params = {} }, Query)
+  return setmetatable({ model = m, wsql = "", params = NO_PARAMS, order = nil, lim = nil, off = nil,
+                        preload_spec = nil }, Query)
 end
 
--- Each call returns a new query, so a base query can be kept and refined twice.
--- Field by field, not with pairs(), which LuaJIT leaves to the interpreter: a query is copied at
--- every step of every chain (find, where, order_by, paginate).
+-- Each call returns a new query, so a base query can be kept and refined twice. Field by field,
+-- not with pairs(), which LuaJIT leaves to the interpreter: a query is copied at every step of
+-- every chain (find, where, order_by, paginate).
 local function copy(q)
-  local c = setmetatable({ model = q.model, order = q.order, lim = q.lim, off = q.off,
-                           preload_spec = q.preload_spec }, Query)
-  local conds, params = {}, {}
-  for i = 1, #q.conds do conds[i] = q.conds[i] end
-  for i = 1, #q.params do params[i] = q.params[i] end
-  c.conds, c.params = conds, params
-  return c
+  return setmetatable({ model = q.model, wsql = q.wsql, params = q.params, order = q.order, lim = q.lim,
+                        off = q.off, preload_spec = q.preload_spec }, Query)
 end
 
 -- where{ col = value, ... } or where("sql with ?", values...); several calls are joined by AND.
 function Query:where(cond, ...)
   local c = copy(self)
+  local old = self.params
+  local params = tnew(#old + 1, 0)
+  for i = 1, #old do params[i] = old[i] end
+  local sql
   if type(cond) == "table" then
-    local sql = _M.where_sql(self.model, cond, c.params)
-    if sql ~= "" then c.conds[#c.conds + 1] = sql end
+    sql = _M.where_sql(self.model, cond, params)
   elseif type(cond) == "string" then
     -- A fragment of the caller's own: its ?s are bound in order, never spliced.
-    c.conds[#c.conds + 1] = "(" .. cond .. ")"
+    sql = "(" .. cond .. ")"
     for i = 1, select("#", ...) do
       local v = select(i, ...)
-      c.params[#c.params + 1] = v == nil and null or v
+      params[#params + 1] = v == nil and null or v
     end
   else
     error("squall.model: where takes a table of conditions or an SQL fragment with ?", 2)
   end
+  if sql ~= "" then c.wsql = (self.wsql == "" and " WHERE " or self.wsql .. " AND ") .. sql end
+  c.params = params
   return c
 end
 
@@ -198,20 +210,19 @@ function Query:offset(n)
   return c
 end
 
-local function where_clause(q)
-  if #q.conds == 0 then return "" end
-  return " WHERE " .. concat(q.conds, " AND ")
-end
-
 -- The largest row count LIMIT takes with OFFSET and no limit of the caller's (MySQL's own
 -- advice is a very large number); 2^53 - 1 still binds as an exact integer.
 local NO_LIMIT = 9007199254740991
 
+-- The SELECT and its parameters: the query's own, or a copy with LIMIT's and OFFSET's after them.
 local function select_sql(q, lim, off)
-  local params = { unpack(q.params) }
-  local sql = "SELECT * FROM " .. ident(q.model.table, "table") .. where_clause(q)
+  local params = q.params
+  local sql = "SELECT * FROM " .. ident(q.model.table, "table") .. q.wsql
   if q.order then sql = sql .. " ORDER BY " .. q.order end
   if lim or off then
+    local n = #params
+    params = tnew(n + 2, 0)
+    for i = 1, n do params[i] = q.params[i] end
     sql = sql .. " LIMIT ?"
     params[#params + 1] = lim or NO_LIMIT
     if off and off > 0 then
@@ -255,12 +266,12 @@ end
 
 -- How many rows match (limit and offset do not apply).
 function Query:count()
-  local sql = "SELECT COUNT(*) AS n FROM " .. ident(self.model.table, "table") .. where_clause(self)
+  local sql = "SELECT COUNT(*) AS n FROM " .. ident(self.model.table, "table") .. self.wsql
   return run(sql, unpack(self.params, 1, #self.params))[1].n
 end
 
 function Query:exists()
-  local sql = "SELECT 1 AS found FROM " .. ident(self.model.table, "table") .. where_clause(self) .. " LIMIT 1"
+  local sql = "SELECT 1 AS found FROM " .. ident(self.model.table, "table") .. self.wsql .. " LIMIT 1"
   return run(sql, unpack(self.params, 1, #self.params))[1] ~= nil
 end
 
@@ -304,7 +315,7 @@ function Query:update_all(values)
     params[i] = v == nil and null or v
   end
   for i = 1, #self.params do params[#params + 1] = self.params[i] end
-  local sql = "UPDATE " .. ident(m.table, "table") .. " SET " .. concat(sets, ", ") .. where_clause(self)
+  local sql = "UPDATE " .. ident(m.table, "table") .. " SET " .. concat(sets, ", ") .. self.wsql
   local n = run(sql, unpack(params, 1, #params)).affected_rows
   rows.clear_identity(m)  -- objects already loaded hold the old values
   return n
@@ -312,7 +323,7 @@ end
 
 -- DELETE every matching row; returns how many went.
 function Query:delete_all()
-  local sql = "DELETE FROM " .. ident(self.model.table, "table") .. where_clause(self)
+  local sql = "DELETE FROM " .. ident(self.model.table, "table") .. self.wsql
   local n = run(sql, unpack(self.params, 1, #self.params)).affected_rows
   -- Objects of deleted rows must not come back from the identity map.
   rows.clear_identity(self.model)

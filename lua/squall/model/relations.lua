@@ -128,7 +128,7 @@ local function keys_of(list, col, skip)
 end
 
 local function set(row, name, key, value)
-  local st = getmetatable(row)
+  local st = rows.state(row)
   local loaded = st.rel
   if not loaded then
     loaded = {}
@@ -270,7 +270,7 @@ local function needs_query(rel, list)
 end
 
 -- The row's __index for a relation: its cached value, or a lazy load for the row and all its
--- siblings that lack it.
+-- siblings that lack it. `st` is the row's metatable, its own or its page's (which has no rel).
 function _M.get(row, st, name, rel)
   if cached(row, st, name, rel) then return st.rel[name].value end
   local m = st.model
@@ -298,7 +298,7 @@ function _M.get(row, st, name, rel)
   end
   if querying and #list == 1 then note_single(m, name) end
   load(name, rel, list)
-  return st.rel[name].value
+  return getmetatable(row).rel[name].value  -- the row's own state now, made by set
 end
 
 function _M.report()

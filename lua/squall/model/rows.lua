@@ -3,9 +3,10 @@
 --
 -- A row object keeps its columns as plain fields, so it reads like the row db.query returns and
 -- encodes to the same JSON. Everything else about it (its model, the column values as last
--- read or written, the rows loaded with it, its loaded relations) lives in its own metatable,
--- which the JSON encoder ignores: no side table with weak keys, which in LuaJIT (no ephemerons)
--- would keep a row alive through its own siblings.
+-- read or written, the rows loaded with it, its loaded relations) lives in its metatable, which
+-- the JSON encoder ignores: no side table with weak keys, which in LuaJIT (no ephemerons) would
+-- keep a row alive through its own siblings. The rows of one query share one metatable until
+-- one of them needs a state of its own (see `state`).
 
 local db = require "squall.db"
 local context = require "squall.context"
@@ -113,16 +114,50 @@ _M.to_db = to_db
 
 -- ---- row objects ----------------------------------------------------------------------------
 
--- The row's metatable: { __index, model, saved = { column = value as in the database } (nil for
--- a row not inserted yet), group = the rows loaded with it, rel = { name = { key, value } }
+-- A row's own metatable: { __index, model, saved = { column = value as in the database } (nil
+-- for a row not inserted yet), group = the rows loaded with it, rel = { name = { key, value } }
 -- (nil until a relation is loaded: most rows never load one) }.
+--
+-- A page's metatable, shared by the rows of one query of an untyped model: { __index, model,
+-- group, columns = the result's column names, values = every row's values as read, in one flat
+-- array (row i's column j at (i - 1) * #columns + j), index = row -> i (made on first need) }.
+-- A list route reads its rows and encodes them: one table per row, as db.query makes it, instead
+-- of an object, a metatable and a saved copy each. A row gets its own metatable when something
+-- needs its state: a save, a change check, a relation, a refresh by a later query.
 local row_index  -- set by squall.model: methods, then relations
 
 function _M.set_index(fn) row_index = fn end
 
-function _M.state(row)
-  return getmetatable(row)
+-- Gives a row of a page its own metatable, its saved values copied from the page's.
+local function detach(row, page)
+  local index = page.index
+  if not index then
+    -- The first position of a row wins: a row that comes twice in one result (many_to_many)
+    -- had its values stored at its first.
+    local group = page.group
+    index = tnew(0, #group)
+    for i = #group, 1, -1 do index[group[i]] = i end
+    page.index = index
+  end
+  local cols, vals = page.columns, page.values
+  local n = #cols
+  local base = (index[row] - 1) * n
+  local saved = tnew(0, n)
+  for j = 1, n do saved[cols[j]] = vals[base + j] end
+  local st = { __index = row_index, model = page.model, saved = saved, group = page.group, rel = nil }
+  setmetatable(row, st)
+  return st
 end
+
+-- The row's own state (its metatable), made first if the row still shares its page's. Whatever
+-- reads or writes `saved`, `group` or `rel` goes through here; the model alone can be read from
+-- either metatable.
+local function state(row)
+  local st = getmetatable(row)
+  if st.values then return detach(row, st) end
+  return st
+end
+_M.state = state
 
 -- ncols: the number of columns to come, so that the row's fields go in without its table
 -- growing (and rehashing) three times on the way to six columns. The nil fields of the state
@@ -171,26 +206,11 @@ local function refresh(row, st, r)
   end
 end
 
--- Sets the row's columns from a database row, all of them saved. `cols`, the result's column
--- names when known, lets the copy run as a numeric loop, which LuaJIT compiles (a pairs() loop
--- stays in the interpreter): most of what a list of rows costs here.
-local function fill(row, r, cols)
-  local st = getmetatable(row)
+-- Sets the row's columns from a database row (of a typed model, or read again by reload), all
+-- of them saved.
+local function fill(row, r)
+  local st = state(row)
   local m = st.model
-  if not m.typed then
-    -- Without declared types a value is its database form: the result row itself (a fresh
-    -- table nobody else holds) is the saved copy, one table less per row.
-    if cols then
-      for j = 1, #cols do
-        local col = cols[j]
-        row[col] = r[col]
-      end
-    else
-      for col, v in pairs(r) do row[col] = v end
-    end
-    st.saved = r
-    return
-  end
   local saved = {}
   for col, v in pairs(r) do
     local value = to_lua(m, col, v)
@@ -203,40 +223,58 @@ local function fill(row, r, cols)
 end
 _M.fill = fill
 
--- Turns db.query rows into objects of `m`; they remember each other as siblings, so that the
--- first lazy load of a relation on one loads it for all of them.
+-- Turns db.query rows into objects of `m`, in the list db.query returned (still a JSON array);
+-- they remember each other as siblings, so that the first lazy load of a relation on one loads
+-- it for all of them.
 function _M.materialize(m, rows)
   local n = #rows
-  local out = json.array(tnew(n, 0))
   local group = tnew(n, 0)
   local pk = m.pk
   local im = identity(m, n)
-  local ncols = rows.columns and #rows.columns
-  for i = 1, #rows do
+  local cols = rows.columns
+  local ncols = #cols
+  -- Typed columns are converted, so their values as read are not what a row compares with:
+  -- each row gets its own state at once.
+  local page, vals
+  if not m.typed then
+    vals = tnew(n * ncols, 0)
+    page = { __index = row_index, model = m, group = group, columns = cols, values = vals, index = nil }
+  end
+  for i = 1, n do
     local r = rows[i]
     local id = r[pk]
     local row = id ~= nil and im[id]
-    local st
     if row then
-      st = getmetatable(row)
-      refresh(row, st, r)
+      -- The same row twice in one result (many_to_many) is already what it says.
+      if getmetatable(row) ~= page then
+        local st = state(row)
+        refresh(row, st, r)
+        st.group = group
+      end
+      rows[i] = row
+    elseif page then
+      -- The result's own row becomes the object: numeric loops over the column names, which
+      -- LuaJIT compiles (a pairs() loop stays in the interpreter).
+      local base = (i - 1) * ncols
+      for j = 1, ncols do vals[base + j] = r[cols[j]] end
+      setmetatable(r, page)
+      if id ~= nil then im[id] = r end
     else
       row = _M.new(m, nil, ncols)
-      st = getmetatable(row)
-      fill(row, r, rows.columns)
+      fill(row, r)
+      getmetatable(row).group = group
       if id ~= nil then im[id] = row end
+      rows[i] = row
     end
-    st.group = group
-    group[i] = row
-    out[i] = row
+    group[i] = rows[i]
   end
-  return out
+  return rows
 end
 
 -- The columns whose values differ from what the database holds, in a stable order (one SQL
 -- text per set of columns, for the statement cache), with their values as written.
 function _M.changes(row)
-  local st = getmetatable(row)
+  local st = state(row)
   local m, saved = st.model, st.saved or {}
   local cols = {}
   for col, v in pairs(row) do
@@ -260,14 +298,14 @@ end
 
 -- After an INSERT or UPDATE: these values are what the database holds now.
 function _M.mark_saved(row, cols, vals)
-  local st = getmetatable(row)
+  local st = state(row)
   local saved = st.saved or {}
   for i = 1, #cols do saved[cols[i]] = vals[i] end
   st.saved = saved
 end
 
 function _M.forget(row)
-  local st = getmetatable(row)
+  local st = state(row)
   local id = rawget(row, st.model.pk)
   if id ~= nil then identity(st.model)[id] = nil end
   st.saved = nil
