@@ -775,6 +775,7 @@ void sq__conn_flush(sq_conn_t *c)
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
   sq_conn_t *c = req->data;
+  free(req);  /* libuv calls this even when the connection closes first (UV_ECANCELED) */
   if (c->closing)
     return;
   if (status < 0 || c->eof) {
@@ -797,11 +798,15 @@ static void finish_close(sq_conn_t *c)
     sq__conn_close(c);
     return;
   }
-  c->sreq.data = c;
+  /* Allocated here rather than kept in every sq_conn_t: a connection shuts down once. */
+  uv_shutdown_t *req = sq_malloc(sizeof *req);
+  req->data = c;
   c->lingering = 1;  /* from here on: a drain's conn_flush must not shut down twice */
   timer_set(c, T_NONE, 0);
-  if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
+  if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+    free(req);
     sq__conn_close(c);
+  }
 }
 
 static void conn_fail(sq_conn_t *c, int status)

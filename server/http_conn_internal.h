@@ -39,7 +39,6 @@ struct sq_conn_s {
   uv_tcp_t tcp;
   uv_timer_t timer;
   uv_write_t wreq;
-  uv_shutdown_t sreq;
   sq_conn_env_t *env;
   const sq_conn_handler_t *handler;  /* the current request's, fixed at on_request */
   void *hreq;                    /* what on_request returned: the handler's side of the request */
