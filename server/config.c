@@ -43,6 +43,7 @@ static const field_t limits_fields[] = {
   {"body_timeout", F_SECONDS, OFF(limits.body_timeout), 0.001, 86400, NULL},
   {"keepalive_timeout", F_SECONDS, OFF(limits.keepalive_timeout), 0.001, 86400, NULL},
   {"send_timeout", F_SECONDS, OFF(limits.send_timeout), 0.001, 86400, NULL},
+  {"send_min_rate", F_LONG, OFF(limits.send_min_rate), 0, 1L << 40, NULL},
   {NULL, 0, 0, 0, 0, NULL},
 };
 
@@ -110,6 +111,7 @@ static void set_defaults(sq_config_t *c)
   c->limits.body_timeout = 30;
   c->limits.keepalive_timeout = 75;
   c->limits.send_timeout = 60;
+  c->limits.send_min_rate = 1024;
   c->log.level = SQ_LOG_INFO;
   c->log.error = sq_strdup("stderr");
   c->log.access = NULL;

@@ -28,6 +28,7 @@ typedef struct {
     double body_timeout;
     double keepalive_timeout;
     double send_timeout;
+    long send_min_rate;      /* bytes/s a client must read of a response that waits on it */
   } limits;
   int has_db;          /* a `db` table was given */
   sq_db_config_t db;

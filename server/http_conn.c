@@ -1,11 +1,14 @@
 /* Client connections.
  *
- * Thread: the owning worker's, always. A connection reads into `rbuf`, feeds llhttp, and pauses
- * the parser (HPE_PAUSED from on_message_complete) while the request's handler runs, so that
- * pipelined requests are answered strictly in order: the next one is not even parsed before the
- * current response has been queued. Responses are appended to `out`; `out` is handed to the
- * kernel when no more buffered input can be answered right away, so a pipelined batch leaves in
- * one write.
+ * Thread: the owning worker's, always. A connection reads into its loop's scratch buffer, feeds
+ * llhttp, and pauses the parser (HPE_PAUSED from on_message_complete) while the request's handler
+ * runs, so that pipelined requests are answered strictly in order: the next one is not even parsed
+ * before the current response has been queued. Only input left over at the end of a read (requests
+ * pipelined behind a handler that waits) is copied into the connection (`held`). Responses are
+ * appended to `out`, large bodies held by reference beside it (sq_out_ref_t); the output is handed
+ * to the kernel when no more buffered input can be answered right away, so a pipelined batch
+ * leaves in one write. A connection waiting for its next request with nothing in hand frees every
+ * buffer (conn_trim): an idle keep-alive connection costs its sq_conn_t and nothing more.
  *
  * The request goes to the handler named by the environment (sq_conn_handler_t, http_conn.h); the
  * connection never learns what the handler is. The handler's answer is built by http_response.c;
@@ -19,8 +22,10 @@
 #include "http_conn_internal.h"
 
 #include <assert.h>
+#include <linux/sockios.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include "http_msg.h"
 #include "log.h"
@@ -36,6 +41,8 @@ enum { T_NONE, T_IDLE, T_HEADER, T_BODY, T_LINGER, T_SEND };
 /* Output waiting for the kernel beyond which no further pipelined request is parsed. */
 #define SQ_OUT_PAUSE_BYTES (4u << 20)
 static void conn_process(sq_conn_t *c);
+static void conn_trim(sq_conn_t *c);
+static uint64_t peer_took(sq_conn_t *c);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 sq_conn_t *sq_conn_next(sq_conn_t *c) { return c->next; }
@@ -117,15 +124,26 @@ static void on_timer(uv_timer_t *t)
     conn_fail(c, 408);
     break;
   case T_SEND: {
+    /* Output waits on the client. It must have taken some of it in this window (send_timeout),
+     * and at least send_min_rate bytes a second on average: a client that reads a few bytes at
+     * a time would otherwise keep its response, and the memory holding it, for as long as it
+     * likes. The window is long enough for a slow link's stalls to average out. */
+    const sq_config_t *cfg = c->env->cfg;
     size_t left = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-    /* Slow, but reading: another period. 0 left: the kernel took the rest and on_write is due. */
-    if (left == 0 || left < c->send_left) {
-      c->send_left = left;
-      timer_set(c, T_SEND, c->env->cfg->limits.send_timeout);
+    uint64_t took = peer_took(c), got = took > c->send_mark ? took - c->send_mark : 0;
+    double need = (double)cfg->limits.send_min_rate * cfg->limits.send_timeout;
+    c->send_mark = took;
+    /* 0 left: the kernel took the rest and on_write is due. */
+    if (left == 0 || (got > 0 && (double)got >= need)) {
+      timer_set(c, T_SEND, cfg->limits.send_timeout);
       break;
     }
-    sq_log(SQ_LOG_DEBUG, "worker %d: %s: closed: read none of %zu waiting response bytes in %gs (send_timeout)",
-           c->env->id, c->peer, left, c->env->cfg->limits.send_timeout);
+    if (got == 0)
+      sq_log(SQ_LOG_DEBUG, "worker %d: %s: closed: read none of %zu waiting response bytes in %gs (send_timeout)",
+             c->env->id, c->peer, left, cfg->limits.send_timeout);
+    else
+      sq_log(SQ_LOG_DEBUG, "worker %d: %s: closed: read %llu bytes in %gs, under limits.send_min_rate (%ld bytes/s)",
+             c->env->id, c->peer, (unsigned long long)got, cfg->limits.send_timeout, cfg->limits.send_min_rate);
     sq__conn_close(c);
     break;
   }
@@ -393,23 +411,40 @@ static int request_ready(llhttp_t *p)
 
 /* ---- reading ----------------------------------------------------------------------------- */
 
+/* Every read goes into the loop's scratch buffer (env->_read_buf): a connection that is waiting
+ * for its next request owns no read buffer at all. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
   sq_conn_t *c = h->data;
-  if (c->rpos > 0 && c->rpos == c->rlen)
-    c->rpos = c->rlen = 0;
-  if (c->rcap - c->rlen < 4096) {
-    if (c->rpos > 0) {
-      memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
-      c->rlen -= c->rpos;
-      c->rpos = 0;
-    }
-    if (c->rcap - c->rlen < 4096) {
-      c->rcap = c->rcap ? c->rcap * 2 : 16384;
-      c->rbuf = sq_realloc(c->rbuf, c->rcap);
-    }
-  }
-  *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
+  *buf = uv_buf_init(c->env->_read_buf, sizeof c->env->_read_buf);
+}
+
+/* Appends input to what the connection holds (`held`), which becomes the input to parse. */
+static void hold_input(sq_conn_t *c, const char *data, size_t n)
+{
+  size_t left = c->rlen - c->rpos;  /* rbuf is held.data here: the scratch is never left behind */
+  if (c->rpos > 0 && left > 0)
+    memmove(c->held.data, c->held.data + c->rpos, left);
+  c->held.len = left;
+  sq_buf_append(&c->held, data, n);
+  c->rbuf = c->held.data;
+  c->rlen = c->held.len;
+  c->rpos = 0;
+}
+
+/* After parsing from the scratch buffer: what is left (requests pipelined behind a handler that
+ * yielded) is copied into the connection, since the next read anywhere on this loop overwrites
+ * the scratch. Nothing is kept for a connection that is closing or will parse no more. */
+static void keep_rest(sq_conn_t *c)
+{
+  if (c->rbuf == c->held.data)
+    return;
+  char *scratch = c->rbuf;
+  size_t pos = c->rpos, len = c->rlen;
+  c->rbuf = c->held.data;
+  c->rlen = c->rpos = c->held.len = 0;
+  if (pos < len && !c->closing && !c->want_close)
+    hold_input(c, scratch + pos, len - pos);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -422,8 +457,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
   if (c->lingering) {
     if (nread < 0)
       sq__conn_close(c);
-    c->rlen = c->rpos;  /* discard */
-    return;
+    return;  /* discarded */
   }
   if (nread < 0) {
     uv_read_stop(s);
@@ -442,19 +476,26 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     conn_process(c);
     return;
   }
-  c->rlen += (size_t)nread;
-  if (c->want_close) {
-    c->rlen = c->rpos;  /* nothing more will be parsed on this connection */
-    return;
-  }
-  if (c->in_handler) {
-    if (c->rlen - c->rpos > SQ_READ_PAUSE_BYTES) {
-      uv_read_stop(s);
-      c->read_stopped = 1;
+  if (c->want_close)
+    return;  /* nothing more will be parsed on this connection */
+  if (c->in_handler || c->rpos < c->rlen) {
+    /* Behind input the connection already holds: kept in order. */
+    hold_input(c, buf->base, (size_t)nread);
+    if (c->in_handler) {
+      if (c->rlen - c->rpos > SQ_READ_PAUSE_BYTES) {
+        uv_read_stop(s);
+        c->read_stopped = 1;
+      }
+      return;
     }
+    conn_process(c);
     return;
   }
+  c->rbuf = buf->base;
+  c->rlen = (size_t)nread;
+  c->rpos = 0;
   conn_process(c);
+  keep_rest(c);
 }
 
 /* ---- the request loop -------------------------------------------------------------------- */
@@ -478,7 +519,7 @@ static void resume_reading(sq_conn_t *c)
 static void conn_process(sq_conn_t *c)
 {
   while (!c->in_handler && !c->closing && !c->want_close && c->rpos < c->rlen &&
-         c->out.len + c->wbuf.len < SQ_OUT_PAUSE_BYTES) {
+         sq__conn_unsent(c) < SQ_OUT_PAUSE_BYTES) {
     const char *start = c->rbuf + c->rpos;
     llhttp_errno_t e = llhttp_execute(&c->parser, start, c->rlen - c->rpos);
     if (c->closing)
@@ -507,7 +548,7 @@ static void conn_process(sq_conn_t *c)
     sq__conn_flush(c);
     return;
   }
-  if (c->out.len + c->wbuf.len >= SQ_OUT_PAUSE_BYTES && c->rpos < c->rlen) {
+  if (sq__conn_unsent(c) >= SQ_OUT_PAUSE_BYTES && c->rpos < c->rlen) {
     sq__conn_flush(c);
     if (c->closing)
       return;
@@ -529,6 +570,7 @@ static void conn_process(sq_conn_t *c)
   if (!c->want_close && !c->in_message && c->timer_mode != T_IDLE)
     timer_set(c, T_IDLE, c->env->cfg->limits.keepalive_timeout);
   sq__conn_flush(c);
+  conn_trim(c);
 }
 
 void sq__conn_next_request(sq_conn_t *c)
@@ -543,11 +585,61 @@ void sq__conn_next_request(sq_conn_t *c)
 
 static void finish_close(sq_conn_t *c);
 
+void sq__conn_hold(sq_conn_t *c, const char *data, size_t len, sq_conn_release_fn release, void *owner,
+                   intptr_t token)
+{
+  sq_out_ref_t *r = sq_malloc(sizeof *r);
+  *r = (sq_out_ref_t){NULL, c->out.len, data, len, release, owner, token};
+  if (c->out_refs.last)
+    c->out_refs.last->next = r;
+  else
+    c->out_refs.head = r;
+  c->out_refs.last = r;
+  c->out_refs.bytes += len;
+}
+
+static void release_refs(sq_out_refs_t *l)
+{
+  for (sq_out_ref_t *r = l->head, *next; r; r = next) {
+    next = r->next;
+    r->release(r->owner, r->token);
+    free(r);
+  }
+  *l = (sq_out_refs_t){NULL, NULL, 0};
+}
+
+/* What the connection keeps while it waits for a request with nothing in hand is what an idle
+ * keep-alive connection costs, times thousands: no read, write or request buffer survives that
+ * wait (a connection between two requests of a busy client goes through it too, and malloc's
+ * per-thread cache makes that cheap). An output buffer that grew past the high-water mark for one
+ * response is not kept for the rest of a stream either. */
+static void conn_trim(sq_conn_t *c)
+{
+  if (c->closing || c->writing)
+    return;
+  int idle = !c->in_handler;
+  if (c->out.len == 0 && !c->out_refs.head && (idle || c->out.cap > SQ_STREAM_HIGH_BYTES))
+    sq_buf_free(&c->out);
+  if (idle || c->wbuf.cap > SQ_STREAM_HIGH_BYTES)
+    sq_buf_free(&c->wbuf);
+  if (idle && !c->in_message && c->rpos == c->rlen) {
+    sq_buf_free(&c->held);
+    c->rbuf = NULL;
+    c->rlen = c->rpos = 0;
+    sq_buf_free(&c->req.head);
+    sq_buf_free(&c->req.body);
+    free(c->req.headers);
+    c->req.headers = NULL;
+    c->req.nheaders = c->req.headers_cap = 0;
+  }
+}
+
 static void on_write(uv_write_t *req, int status)
 {
   sq_conn_t *c = req->data;
   c->writing = 0;
   c->wbuf.len = 0;
+  release_refs(&c->wbuf_refs);
   if (c->closing)
     return;
   if (status < 0) {
@@ -564,6 +656,7 @@ static void on_write(uv_write_t *req, int status)
       resume_reading(c);
       conn_process(c);
     }
+    conn_trim(c);
   }
   /* Last, since the handler may end the response (and the next request begin) from in here. */
   if (c->want_writable && !c->closing && sq__conn_unsent(c) < SQ_STREAM_LOW_BYTES) {
@@ -572,11 +665,75 @@ static void on_write(uv_write_t *req, int status)
   }
 }
 
+/* Bytes of our output that the peer has acknowledged: handed to the kernel (what libuv no longer
+ * queues) less what the socket still holds unacknowledged (SIOCOUTQ). Counting the kernel's
+ * acceptance alone would see a reader's progress in lumps of a third of the send buffer (the
+ * kernel wakes a writer only then), megabytes apart on a fast link; acknowledgements follow the
+ * reader within one receive window. */
+static uint64_t peer_took(sq_conn_t *c)
+{
+  uint64_t handed = c->queued - uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+  uv_os_fd_t fd;
+  int unacked = 0;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 || ioctl(fd, SIOCOUTQ, &unacked) < 0 || unacked < 0)
+    unacked = 0;
+  return (uint64_t)unacked < handed ? handed - (uint64_t)unacked : 0;
+}
+
+/* The output as iovecs: `wbuf` with its held pieces spliced in at their places. */
+static unsigned out_bufs(sq_conn_t *c, uv_buf_t *bufs)
+{
+  unsigned n = 0;
+  size_t pos = 0;
+  for (sq_out_ref_t *r = c->wbuf_refs.head; r; r = r->next) {
+    if (r->at > pos)
+      bufs[n++] = uv_buf_init(c->wbuf.data + pos, (unsigned)(r->at - pos));
+    pos = r->at;
+    if (r->len > 0)
+      bufs[n++] = uv_buf_init((char *)r->data, (unsigned)r->len);
+  }
+  if (c->wbuf.len > pos)
+    bufs[n++] = uv_buf_init(c->wbuf.data + pos, (unsigned)(c->wbuf.len - pos));
+  return n;
+}
+
+/* The output the kernel did not take at once is left to uv_write, which keeps pointing into
+ * `wbuf` and the held pieces until on_write; while it waits on the client, T_SEND polices the
+ * client's reading (on_timer). */
+static void write_rest(sq_conn_t *c, uv_buf_t *bufs, unsigned nbufs, size_t took)
+{
+  while (took > 0 && took >= bufs->len) {
+    took -= bufs->len;
+    bufs++;
+    nbufs--;
+  }
+  bufs->base += took;
+  bufs->len -= (unsigned)took;
+  if (c->timer_mode != T_SEND) {
+    uint64_t now = uv_now(c->env->loop);
+    c->after_send_mode = c->timer_mode;
+    c->after_send_secs = c->deadline > now ? (double)(c->deadline - now) / 1000.0 : 0;
+  }
+  c->writing = 1;
+  c->wreq.data = c;
+  if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, nbufs, on_write) < 0) {
+    c->writing = 0;
+    sq__conn_close(c);
+    return;
+  }
+  if (c->timer_mode != T_SEND) {
+    /* A window of the send timeout starts when output first waits on the client, and carries on
+     * over the writes that follow until none is left waiting. */
+    c->send_mark = peer_took(c);
+    timer_set(c, T_SEND, c->env->cfg->limits.send_timeout);
+  }
+}
+
 void sq__conn_flush(sq_conn_t *c)
 {
   if (c->writing || c->closing)
     return;
-  if (c->out.len == 0) {
+  if (c->out.len == 0 && !c->out_refs.head) {
     if (c->want_close && !c->in_handler)
       finish_close(c);
     return;
@@ -585,43 +742,40 @@ void sq__conn_flush(sq_conn_t *c)
   c->wbuf = c->out;
   c->out = t;
   c->out.len = 0;
-  uv_buf_t b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
+  c->wbuf_refs = c->out_refs;
+  c->out_refs = (sq_out_refs_t){NULL, NULL, 0};
+  size_t total = c->wbuf.len + c->wbuf_refs.bytes;
+  /* A buffer, then one more per held piece and per stretch of buffer after one: most responses
+   * are one buffer; a batch with large bodies held needs a few more. */
+  uv_buf_t stack[9], *bufs = stack;
+  size_t maxbufs = 1;
+  for (sq_out_ref_t *r = c->wbuf_refs.head; r; r = r->next)
+    maxbufs += 2;
+  if (maxbufs > sizeof stack / sizeof *stack)
+    bufs = sq_malloc(maxbufs * sizeof *bufs);
+  unsigned nbufs = out_bufs(c, bufs);
+  c->queued += total;
   /* Most responses fit in the socket buffer: try the write inline and skip the request/callback
    * round trip unless the kernel pushes back. */
-  int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-  if (n == (int)b.len) {
+  int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
+  if (n == (int)total) {
     c->wbuf.len = 0;
+    release_refs(&c->wbuf_refs);
     if (c->want_close && !c->in_handler)
       finish_close(c);
-    return;
-  }
-  if (n < 0 && n != UV_EAGAIN) {
+  } else if (n < 0 && n != UV_EAGAIN) {
     sq__conn_close(c);
-    return;
+  } else {
+    write_rest(c, bufs, nbufs, n > 0 ? (size_t)n : 0);  /* uv_write copies the iovecs */
   }
-  if (n > 0) {
-    b.base += n;
-    b.len -= (unsigned)n;
-  }
-  if (c->timer_mode != T_SEND) {
-    uint64_t now = uv_now(c->env->loop);
-    c->after_send_mode = c->timer_mode;
-    c->after_send_secs = c->deadline > now ? (double)(c->deadline - now) / 1000.0 : 0;
-  }
-  c->writing = 1;
-  c->wreq.data = c;
-  if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
-    c->writing = 0;
-    sq__conn_close(c);
-    return;
-  }
-  c->send_left = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-  timer_set(c, T_SEND, c->env->cfg->limits.send_timeout);
+  if (bufs != stack)
+    free(bufs);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
   sq_conn_t *c = req->data;
+  free(req);  /* libuv calls this even when the connection closes first (UV_ECANCELED) */
   if (c->closing)
     return;
   if (status < 0 || c->eof) {
@@ -644,11 +798,15 @@ static void finish_close(sq_conn_t *c)
     sq__conn_close(c);
     return;
   }
-  c->sreq.data = c;
+  /* Allocated here rather than kept in every sq_conn_t: a connection shuts down once. */
+  uv_shutdown_t *req = sq_malloc(sizeof *req);
+  req->data = c;
   c->lingering = 1;  /* from here on: a drain's conn_flush must not shut down twice */
   timer_set(c, T_NONE, 0);
-  if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
+  if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+    free(req);
     sq__conn_close(c);
+  }
 }
 
 static void conn_fail(sq_conn_t *c, int status)
@@ -679,7 +837,9 @@ static void on_handle_closed(uv_handle_t *h)
     env->conns = c->next;
   if (c->next)
     c->next->prev = c->prev;
-  free(c->rbuf);
+  release_refs(&c->out_refs);
+  release_refs(&c->wbuf_refs);
+  sq_buf_free(&c->held);
   sq_buf_free(&c->req.head);
   sq_buf_free(&c->req.body);
   free(c->req.headers);

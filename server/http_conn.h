@@ -48,6 +48,9 @@ typedef struct {
 
 typedef struct sq_conn_s sq_conn_t;
 
+/* Lets go of a body the connection held by reference (sq_conn_response_end_held). */
+typedef void (*sq_conn_release_fn)(void *owner, intptr_t token);
+
 /* Who answers requests. `self` is the handler's own object (for the Lua handler, a generation).
  * on_request returns the handler's object for this one request, which on_writable and on_close
  * of the request receive; it is ignored when the response ended before on_request returned. */
@@ -78,6 +81,10 @@ typedef struct sq_conn_env_s {
   int nconns;
   time_t date_sec;
   char date_line[40];            /* "Date: <IMF-fixdate>\r\n", refreshed once per second */
+  /* The connection layer's own: every connection of this loop reads into it, and keeps only what
+   * it could not parse at once (so an idle connection holds no read buffer). One is enough: a
+   * read is parsed, or its rest copied out, before libuv reads for anyone else. */
+  char _read_buf[64 * 1024];
 } sq_conn_env_t;
 
 /* Worker thread. Accepts a connection from `listener` and starts reading it. Returns it, or NULL
@@ -104,6 +111,15 @@ void sq_conn_response_content_type(sq_conn_t *c, const char *value, size_t vlen)
 void sq_conn_response_abort(sq_conn_t *c);
 /* Ends the response with its whole body and moves on to the next pipelined request. */
 void sq_conn_response_end(sq_conn_t *c, const char *body, size_t len);
+/* Below this many bytes a body is cheaper to copy (one buffer, one write) than to hold. */
+#define SQ_CONN_HOLD_MIN_BYTES 8192
+/* Ends the response like sq_conn_response_end, but writes the body from `body` itself instead of
+ * a copy: its owner keeps it unchanged until release(owner, token), which comes once, on the
+ * worker's thread, when it has been written or the connection is gone (possibly before this
+ * returns: a HEAD request, a bodiless status, a write the kernel took at once). A slow reader
+ * then holds the one copy the handler made, not a second one in the connection. */
+void sq_conn_response_end_held(sq_conn_t *c, const char *body, size_t len, sq_conn_release_fn release,
+                               void *owner, intptr_t token);
 /* Ends the head of a response whose body follows in writes: chunked on HTTP/1.1, delimited by
  * the connection's close on HTTP/1.0. */
 void sq_conn_response_start(sq_conn_t *c);

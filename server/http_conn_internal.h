@@ -12,19 +12,45 @@
 #define SQ_STREAM_HIGH_BYTES (64u << 10)
 #define SQ_STREAM_LOW_BYTES (16u << 10)
 
+/* A piece of output held by reference instead of copied into the connection's buffer: a large
+ * body as its producer made it. It goes out after the first `at` bytes of the buffer whose list
+ * it is on (`out`, or `wbuf` once that is in flight), and is released once written or when the
+ * connection goes. The buffer keeps what the connection formats itself (heads, small bodies,
+ * chunk framing), so the common response is still one buffer and one write; held pieces are
+ * spliced into that write as iovecs. Another kind of piece (a file range sent with sendfile) can
+ * take its place in the same list. */
+typedef struct sq_out_ref_s {
+  struct sq_out_ref_s *next;
+  size_t at;
+  const char *data;
+  size_t len;
+  sq_conn_release_fn release;
+  void *owner;
+  intptr_t token;
+} sq_out_ref_t;
+
+/* The pieces attached to one buffer, in order. */
+typedef struct {
+  sq_out_ref_t *head, *last;
+  size_t bytes;                  /* their lengths summed */
+} sq_out_refs_t;
+
 struct sq_conn_s {
   uv_tcp_t tcp;
   uv_timer_t timer;
   uv_write_t wreq;
-  uv_shutdown_t sreq;
   sq_conn_env_t *env;
   const sq_conn_handler_t *handler;  /* the current request's, fixed at on_request */
   void *hreq;                    /* what on_request returned: the handler's side of the request */
   sq_conn_t *prev, *next;
   llhttp_t parser;
   sq_req_t req;
+  /* The input being parsed: the worker's scratch buffer while on_read runs (most reads are
+   * parsed there and leave nothing behind), else `held`. */
   char *rbuf;
-  size_t rlen, rcap, rpos;       /* bytes held, allocated, and already fed to the parser */
+  size_t rlen, rpos;             /* bytes in rbuf, and how many of them the parser has had */
+  sq_buf_t held;                 /* input kept between reads: requests pipelined behind a handler
+                                    that is still at work; empty (freed) otherwise */
   size_t header_bytes;
   size_t field_len;              /* bytes of the header (or trailer) name being parsed */
   size_t resp_mark;              /* out.len when the current response began */
@@ -35,11 +61,14 @@ struct sq_conn_s {
   uint64_t armed;                /* loop time the libuv timer is set for, when active */
   int after_send_mode;           /* the reading side's timer, held while T_SEND runs */
   double after_send_secs;
-  size_t send_left;              /* bytes libuv still had queued at the last T_SEND check */
+  uint64_t queued;               /* bytes ever handed to libuv for writing */
+  uint64_t send_mark;            /* bytes the peer had taken at the start of this T_SEND window */
   int handles;
   int peer_port;
   sq_buf_t out;                  /* responses not yet handed to the kernel */
-  sq_buf_t wbuf;                 /* the write in flight */
+  sq_out_refs_t out_refs;        /* held pieces spliced into `out` */
+  sq_buf_t wbuf;                 /* the write in flight (uv_write keeps pointing into it) */
+  sq_out_refs_t wbuf_refs;       /* ... and its held pieces */
   size_t body_bytes;             /* of a streamed response, for the access log */
   unsigned in_message : 1, in_handler : 1, dispatching : 1, last_was_value : 1, writing : 1,
       closing : 1, want_close : 1, read_stopped : 1, eof : 1, lingering : 1,
@@ -53,7 +82,14 @@ struct sq_conn_s {
 };
 
 /* Output the kernel has not taken yet, as far as this connection can tell. */
-static inline size_t sq__conn_unsent(const sq_conn_t *c) { return c->out.len + c->wbuf.len; }
+static inline size_t sq__conn_unsent(const sq_conn_t *c)
+{
+  return c->out.len + c->out_refs.bytes + c->wbuf.len + c->wbuf_refs.bytes;
+}
+
+/* Attaches a held piece at the current end of `out`. */
+void sq__conn_hold(sq_conn_t *c, const char *data, size_t len, sq_conn_release_fn release, void *owner,
+                   intptr_t token);
 
 /* Hands `out` to the kernel unless a write is in flight; closes the connection on failure. */
 void sq__conn_flush(sq_conn_t *c);

@@ -2,7 +2,8 @@
  * the connection's output buffer.
  *
  * Thread: the connection's worker. A response is either ended in one piece (sq_conn_response_end:
- * Content-Length, and head and body in one buffer, so they leave in one write: the fast path) or
+ * Content-Length, and head and body in one buffer, so they leave in one write: the fast path; a
+ * large body the handler keeps for us, sq_conn_response_end_held, is spliced in instead) or
  * streamed after its head (start, write, finish): chunked on HTTP/1.1, delimited by the close on
  * HTTP/1.0, each piece handed to the kernel as it is written, with the high- and low-water marks
  * of http_conn_internal.h for backpressure. */
@@ -118,17 +119,32 @@ static void response_done(sq_conn_t *c, int keep, size_t body_len)
  * the start of the next response. */
 static int bodiless_status(int status) { return status == 204 || status == 304; }
 
-void sq_conn_response_end(sq_conn_t *c, const char *body, size_t len)
+/* Ends a fixed-length response. A body with a release is held where its owner keeps it; any
+ * other is copied after the head, so that both leave in one write (the fast path). */
+static void end_response(sq_conn_t *c, const char *body, size_t len, sq_conn_release_fn release, void *owner,
+                         intptr_t token)
 {
   assert(c->in_handler && !c->streaming);
   int bodiless = bodiless_status(c->resp_status);
   if (bodiless)
     len = 0;
   int keep = end_head(c, bodiless, &len);
-  /* The fast path: head and body in one buffer, so they leave in one write. */
-  if (!c->req.is_head && !bodiless)
+  int send = !c->req.is_head && !bodiless && len > 0;
+  if (release && send)
+    sq__conn_hold(c, body, len, release, owner, token);
+  else if (release)
+    release(owner, token);
+  else if (send)
     sq_buf_append(&c->out, body, len);
   response_done(c, keep, len);
+}
+
+void sq_conn_response_end(sq_conn_t *c, const char *body, size_t len) { end_response(c, body, len, NULL, NULL, 0); }
+
+void sq_conn_response_end_held(sq_conn_t *c, const char *body, size_t len, sq_conn_release_fn release,
+                               void *owner, intptr_t token)
+{
+  end_response(c, body, len, release, owner, token);
 }
 
 void sq_conn_response_start(sq_conn_t *c)

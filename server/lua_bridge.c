@@ -206,7 +206,7 @@ int sq_bridge_quiescent(sq_bridge_t *b) { return sq_sched_quiescent(&b->sched); 
 
 void sq_bridge_force(sq_bridge_t *b) { sq_sched_force(&b->sched); }
 
-int sq_bridge_idle(const sq_bridge_t *b) { return sq_sched_idle(&b->sched); }
+int sq_bridge_idle(const sq_bridge_t *b) { return sq_sched_idle(&b->sched) && b->held_bodies == 0; }
 
 void sq_bridge_close_handles(sq_bridge_t *b)
 {

@@ -14,6 +14,8 @@ struct sq_bridge_s {
   sq_sched_t sched;      /* its tasks; sched.owner is this generation */
   int run_ref;           /* squall.host's request entry point, bound to the app */
   int headers_mt_ref;    /* case-insensitive lookup for req.headers */
+  int held_bodies;       /* response bodies (strings anchored in the registry) that connections
+                            still write from: the state must outlive them */
   sq_taskctx_t *top;     /* the loader's context, which tasks spawned at a top level share;
                             held (one ref) until the generation is retired */
   sq_bridge_loaded_cb on_loaded;

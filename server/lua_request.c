@@ -65,8 +65,16 @@ static int add_header(sq_conn_t *c, lua_State *co, int kidx, int vidx)
   }
 }
 
+/* The connection has written (or dropped) a body it held: the string may be collected now. */
+static void release_body(void *owner, intptr_t ref)
+{
+  sq_bridge_t *b = owner;
+  luaL_unref(b->L, LUA_REGISTRYINDEX, (int)ref);
+  b->held_bodies--;
+}
+
 /* The root coroutine returned (status, content_type, body, headers, log_message). */
-static void respond_from_stack(const sq_bridge_t *b, sq_conn_t *c, const sq_req_t *r, lua_State *co)
+static void respond_from_stack(sq_bridge_t *b, sq_conn_t *c, const sq_req_t *r, lua_State *co)
 {
   if (lua_isstring(co, 5))
     log_request_error(b, r, lua_tostring(co, 5));
@@ -96,6 +104,16 @@ static void respond_from_stack(const sq_bridge_t *b, sq_conn_t *c, const sq_req_
     }
   }
   const char *body = lua_tolstring(co, 3, &len);
+  if (body && len >= SQ_CONN_HOLD_MIN_BYTES) {
+    /* Written from the string itself, anchored until the connection lets go of it: a client that
+     * reads slowly then holds the handler's one copy, not a second one (nor a first one for long:
+     * see limits.send_min_rate). */
+    lua_pushvalue(co, 3);
+    int ref = luaL_ref(co, LUA_REGISTRYINDEX);
+    b->held_bodies++;
+    sq_conn_response_end_held(c, body, len, release_body, (void *)b, ref);
+    return;
+  }
   sq_conn_response_end(c, body ? body : "", body ? len : 0);
 }
 

@@ -14,7 +14,7 @@
 #include "test.h"
 
 /* How the fake handler answers a request. */
-enum { ANSWER_AT_ONCE, ANSWER_STREAMED, ANSWER_LATER, ANSWER_BIG_STREAM };
+enum { ANSWER_AT_ONCE, ANSWER_STREAMED, ANSWER_LATER, ANSWER_BIG_STREAM, ANSWER_HELD };
 
 typedef struct {
   int mode;
@@ -22,11 +22,24 @@ typedef struct {
   void *close_req;               /* what on_close received */
   sq_conn_t *waiting;            /* a request left unanswered (ANSWER_LATER, ANSWER_BIG_STREAM) */
   int write_rc;                  /* what the big write returned */
+  int releases;                  /* of the held body (ANSWER_HELD) */
+  intptr_t released_token;
   char seen[512];                /* "METHOD url|name=value|..." of the last request */
 } fake_t;
 
 static const char BIG_PIECE_BYTE = 'x';
 #define BIG_PIECE (1u << 20)
+/* The body ANSWER_HELD answers with, written from here (not copied): 4 MiB, more than a
+ * socketpair takes at once. */
+#define HELD_BYTES (4u << 20)
+static char held_body[HELD_BYTES];
+
+static void fake_release(void *owner, intptr_t token)
+{
+  fake_t *f = owner;
+  f->releases++;
+  f->released_token = token;
+}
 
 static void *fake_request(void *self, sq_conn_t *c, const sq_req_t *r)
 {
@@ -61,6 +74,10 @@ static void *fake_request(void *self, sq_conn_t *c, const sq_req_t *r)
     f->waiting = c;
     return f;
   }
+  case ANSWER_HELD:
+    sq_conn_response_begin(c, 200);
+    sq_conn_response_end_held(c, held_body, HELD_BYTES, fake_release, f, 42);
+    return NULL;
   default:
     f->waiting = c;
     return f;
@@ -95,7 +112,7 @@ typedef struct {
   fake_t fake;
   sq_conn_t *c;
   int client;                    /* the test's end of the socketpair, non-blocking */
-  char got[1 << 21];             /* what the client has read */
+  char got[1 << 23];             /* what the client has read */
   size_t got_len;
   int got_eof;
 } rig_t;
@@ -299,6 +316,87 @@ static void a_failed_write_returns_minus_one_and_on_close_does_not_follow(void)
   rig_close();
 }
 
+static void an_idle_connection_keeps_no_buffer(void)
+{
+  rig_open(ANSWER_AT_ONCE);
+  rig_send("GET /a HTTP/1.1\r\nHost: x\r\nX-Long: 0123456789012345678901234567890123456789\r\n\r\n");
+  rig_run(one_response);
+  sq_conn_t *c = rig.c;
+  CHECK(rig.fake.requests == 1);
+  CHECK(c->out.cap == 0 && c->wbuf.cap == 0);
+  CHECK(c->held.cap == 0 && c->rbuf == NULL);
+  CHECK(c->req.head.cap == 0 && c->req.body.cap == 0 && c->req.headers == NULL);
+  /* And it still serves: a request split over reads, the last piece arriving later. */
+  rig.got_len = 0;
+  rig.got[0] = '\0';
+  rig_send("GET /b HTTP/1.1\r\nHo");
+  rig_run(one_response);
+  CHECK(rig.got_len == 0);
+  CHECK(c->req.head.cap > 0);  /* the partial request is the connection's own */
+  rig_send("st: x\r\n\r\n");
+  rig_run(one_response);
+  CHECK(rig.fake.requests == 2);
+  CHECK(strstr(rig.fake.seen, "GET /b|host=x") == rig.fake.seen);
+  rig_close();
+}
+
+static void requests_pipelined_behind_a_waiting_handler_are_kept_past_the_read(void)
+{
+  rig_open(ANSWER_LATER);
+  rig_send("GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\n\r\n");
+  rig_run(two_responses);
+  sq_conn_t *c = rig.fake.waiting;
+  /* The second request outlived the read that brought it: it is in the connection now. */
+  CHECK(c->rbuf == c->held.data && c->rlen - c->rpos == strlen("GET /two HTTP/1.1\r\nHost: x\r\n\r\n"));
+  rig_send("GET /three HTTP/1.1\r\nHost: x\r\n\r\n");
+  rig_run(two_responses);
+  rig.fake.mode = ANSWER_AT_ONCE;
+  sq_conn_response_begin(c, 200);
+  sq_conn_response_end(c, "hi", 2);
+  rig_run(two_responses);
+  rig_run(two_responses);
+  CHECK(rig.fake.requests == 3);
+  CHECK(strstr(rig.fake.seen, "GET /three") == rig.fake.seen);
+  CHECK(count("\r\n\r\nhi") == 3);
+  rig_close();
+}
+
+static int held_done(void) { return rig.got_len >= HELD_BYTES && rig.fake.releases > 0; }
+
+static void a_held_body_is_written_from_its_owner_and_released_once(void)
+{
+  for (size_t i = 0; i < HELD_BYTES; i++)
+    held_body[i] = (char)('a' + i % 26);
+  rig_open(ANSWER_HELD);
+  rig_send("GET /held HTTP/1.1\r\nHost: x\r\n\r\n");
+  rig_run(held_done);
+  const char *body = strstr(rig.got, "\r\n\r\n");
+  CHECK(body && strstr(rig.got, "Content-Length: 4194304\r\n") != NULL);
+  CHECK(body && rig.got_len - (size_t)(body + 4 - rig.got) == HELD_BYTES);
+  CHECK(body && memcmp(body + 4, held_body, HELD_BYTES) == 0);
+  CHECK(rig.fake.releases == 1 && rig.fake.released_token == 42);
+  CHECK(rig.c->wbuf_refs.head == NULL && rig.c->out_refs.head == NULL);
+  rig_close();
+  CHECK(rig.fake.releases == 1);
+}
+
+static void a_held_body_is_released_when_the_client_leaves_before_reading_it(void)
+{
+  rig_open(ANSWER_HELD);
+  rig_send("GET /held HTTP/1.1\r\nHost: x\r\n\r\n");
+  for (int i = 0; i < 50 && rig.fake.requests == 0; i++) {
+    uv_run(&rig.loop, UV_RUN_NOWAIT);
+    usleep(1000);
+  }
+  CHECK(rig.fake.requests == 1);
+  CHECK(rig.fake.releases == 0);  /* a socketpair cannot take 4 MiB: the write waits on us */
+  CHECK(rig.c->writing);
+  close(rig.client);
+  rig.client = -1;
+  rig_close();
+  CHECK(rig.fake.releases == 1);
+}
+
 int main(void)
 {
   signal(SIGPIPE, SIG_IGN);
@@ -309,5 +407,9 @@ int main(void)
   RUN(a_write_over_the_high_water_mark_waits_for_on_writable);
   RUN(on_close_tells_the_waiting_handler_that_the_peer_left);
   RUN(a_failed_write_returns_minus_one_and_on_close_does_not_follow);
+  RUN(an_idle_connection_keeps_no_buffer);
+  RUN(requests_pipelined_behind_a_waiting_handler_are_kept_past_the_read);
+  RUN(a_held_body_is_written_from_its_owner_and_released_once);
+  RUN(a_held_body_is_released_when_the_client_leaves_before_reading_it);
   return TEST_SUMMARY();
 }
