@@ -117,7 +117,7 @@ static void on_timer(uv_timer_t *t)
     conn_fail(c, 408);
     break;
   case T_SEND: {
-    size_t left = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    size_t left = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) + c->file.left;
     /* Slow, but reading: another period. 0 left: the kernel took the rest and on_write is due. */
     if (left == 0 || left < c->send_left) {
       c->send_left = left;
@@ -447,7 +447,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     c->rlen = c->rpos;  /* nothing more will be parsed on this connection */
     return;
   }
-  if (c->in_handler) {
+  if (c->in_handler || c->file.left) {
     if (c->rlen - c->rpos > SQ_READ_PAUSE_BYTES) {
       uv_read_stop(s);
       c->read_stopped = 1;
@@ -477,7 +477,7 @@ static void resume_reading(sq_conn_t *c)
 
 static void conn_process(sq_conn_t *c)
 {
-  while (!c->in_handler && !c->closing && !c->want_close && c->rpos < c->rlen &&
+  while (!c->in_handler && !c->closing && !c->want_close && !c->file.left && c->rpos < c->rlen &&
          c->out.len + c->wbuf.len < SQ_OUT_PAUSE_BYTES) {
     const char *start = c->rbuf + c->rpos;
     llhttp_errno_t e = llhttp_execute(&c->parser, start, c->rlen - c->rpos);
@@ -499,6 +499,8 @@ static void conn_process(sq_conn_t *c)
     void *hreq = c->handler->on_request(c->env->handler_self, c, &c->req);
     c->hreq = c->in_handler ? hreq : NULL;  /* a response that already ended needs no handle */
     c->dispatching = 0;
+    if (c->file.left)
+      sq__conn_flush(c);  /* the file body goes before the next request is parsed (often at once) */
   }
   if (c->closing)
     return;
@@ -560,7 +562,8 @@ static void on_write(uv_write_t *req, int status)
   if (!c->writing) {
     if (c->timer_mode == T_SEND)
       timer_set(c, c->after_send_mode, c->after_send_secs);
-    if (c->read_stopped && !c->in_handler) {
+    /* rpos < rlen: requests pipelined behind a file body, which held them back */
+    if ((c->read_stopped || c->rpos < c->rlen) && !c->in_handler) {
       resume_reading(c);
       conn_process(c);
     }
@@ -572,11 +575,25 @@ static void on_write(uv_write_t *req, int status)
   }
 }
 
+/* A write is left to the kernel's pace: the send timeout takes over from the reading side's. */
+void sq__conn_send_wait(sq_conn_t *c)
+{
+  if (c->timer_mode != T_SEND) {
+    uint64_t now = uv_now(c->env->loop);
+    c->after_send_mode = c->timer_mode;
+    c->after_send_secs = c->deadline > now ? (double)(c->deadline - now) / 1000.0 : 0;
+  }
+  c->send_left = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) + c->file.left;
+  timer_set(c, T_SEND, c->env->cfg->limits.send_timeout);
+}
+
 void sq__conn_flush(sq_conn_t *c)
 {
   if (c->writing || c->closing)
     return;
   if (c->out.len == 0) {
+    if (c->file.left && sq__conn_file_send(c) <= 0)
+      return;
     if (c->want_close && !c->in_handler)
       finish_close(c);
     return;
@@ -588,9 +605,11 @@ void sq__conn_flush(sq_conn_t *c)
   uv_buf_t b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
   /* Most responses fit in the socket buffer: try the write inline and skip the request/callback
    * round trip unless the kernel pushes back. */
-  int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  int n = c->file.left ? sq__conn_send_head(c, &b) : uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
   if (n == (int)b.len) {
     c->wbuf.len = 0;
+    if (c->file.left && sq__conn_file_send(c) <= 0)
+      return;
     if (c->want_close && !c->in_handler)
       finish_close(c);
     return;
@@ -603,11 +622,6 @@ void sq__conn_flush(sq_conn_t *c)
     b.base += n;
     b.len -= (unsigned)n;
   }
-  if (c->timer_mode != T_SEND) {
-    uint64_t now = uv_now(c->env->loop);
-    c->after_send_mode = c->timer_mode;
-    c->after_send_secs = c->deadline > now ? (double)(c->deadline - now) / 1000.0 : 0;
-  }
   c->writing = 1;
   c->wreq.data = c;
   if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
@@ -615,8 +629,17 @@ void sq__conn_flush(sq_conn_t *c)
     sq__conn_close(c);
     return;
   }
-  c->send_left = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-  timer_set(c, T_SEND, c->env->cfg->limits.send_timeout);
+  sq__conn_send_wait(c);
+}
+
+void sq__conn_file_sent(sq_conn_t *c)
+{
+  if (c->timer_mode == T_SEND)
+    timer_set(c, c->after_send_mode, c->after_send_secs);
+  /* Requests pipelined behind the body were held back: on with them (this also closes a
+   * connection that is to end after this response). */
+  resume_reading(c);
+  conn_process(c);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -667,7 +690,7 @@ static void conn_fail(sq_conn_t *c, int status)
   sq__conn_flush(c);
 }
 
-static void on_handle_closed(uv_handle_t *h)
+void sq__conn_handle_closed(uv_handle_t *h)
 {
   sq_conn_t *c = h->data;
   if (--c->handles > 0)
@@ -701,8 +724,9 @@ void sq__conn_close(sq_conn_t *c)
   if (c->in_handler && !c->dispatching && !c->in_write)
     c->handler->on_close(c->hreq, c);
   c->hreq = NULL;
-  uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-  uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+  sq__conn_file_release(c);
+  uv_close((uv_handle_t *)&c->timer, sq__conn_handle_closed);
+  uv_close((uv_handle_t *)&c->tcp, sq__conn_handle_closed);
 }
 
 void sq_conn_shutdown(sq_conn_t *c, int force)

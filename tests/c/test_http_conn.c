@@ -2,6 +2,7 @@
  * handler answers requests that a client writes into the other end of a socketpair, with nothing
  * of Lua or of the worker involved. */
 #include "../../server/http_conn.c"
+#include "../../server/http_conn_file.c"
 #include "../../server/http_response.c"
 #include "../../server/http_msg.c"
 #include "../../server/log.c"
@@ -14,7 +15,7 @@
 #include "test.h"
 
 /* How the fake handler answers a request. */
-enum { ANSWER_AT_ONCE, ANSWER_STREAMED, ANSWER_LATER, ANSWER_BIG_STREAM };
+enum { ANSWER_AT_ONCE, ANSWER_STREAMED, ANSWER_LATER, ANSWER_BIG_STREAM, ANSWER_FILE };
 
 typedef struct {
   int mode;
@@ -22,11 +23,19 @@ typedef struct {
   void *close_req;               /* what on_close received */
   sq_conn_t *waiting;            /* a request left unanswered (ANSWER_LATER, ANSWER_BIG_STREAM) */
   int write_rc;                  /* what the big write returned */
+  int file_fd, files_done;       /* ANSWER_FILE: the file served, and `done` calls */
   char seen[512];                /* "METHOD url|name=value|..." of the last request */
 } fake_t;
 
 static const char BIG_PIECE_BYTE = 'x';
 #define BIG_PIECE (1u << 20)
+/* ANSWER_FILE sends FILE_LEN bytes from FILE_OFF of a file whose byte i is i % 251: more than a
+ * socketpair's buffer, so the body waits for the reader. */
+#define FILE_SIZE (700u << 10)
+#define FILE_OFF 100u
+#define FILE_LEN (600u << 10)
+
+static void file_done(void *arg) { ((fake_t *)arg)->files_done++; }
 
 static void *fake_request(void *self, sq_conn_t *c, const sq_req_t *r)
 {
@@ -61,6 +70,10 @@ static void *fake_request(void *self, sq_conn_t *c, const sq_req_t *r)
     f->waiting = c;
     return f;
   }
+  case ANSWER_FILE:
+    sq_conn_response_begin(c, 200);
+    sq_conn_response_file(c, f->file_fd, FILE_OFF, FILE_LEN, file_done, f);
+    return NULL;
   default:
     f->waiting = c;
     return f;
@@ -299,6 +312,85 @@ static void a_failed_write_returns_minus_one_and_on_close_does_not_follow(void)
   rig_close();
 }
 
+static int make_file(void)
+{
+  FILE *fp = tmpfile();
+  CHECK(fp != NULL);
+  for (unsigned i = 0; i < FILE_SIZE; i++)
+    fputc((int)(i % 251), fp);
+  fflush(fp);
+  return dup(fileno(fp));  /* (tmpfile's own stream is dropped: the dup keeps the file) */
+}
+
+/* The body of the response that starts at `p`, if it has all arrived: its file bytes checked. */
+static const char *file_body_ok(const char *p)
+{
+  const char *body = p ? strstr(p, "\r\n\r\n") : NULL;
+  if (!body || (size_t)(rig.got + rig.got_len - (body + 4)) < FILE_LEN)
+    return NULL;
+  body += 4;
+  for (unsigned i = 0; i < FILE_LEN; i++)
+    if ((unsigned char)body[i] != (FILE_OFF + i) % 251)
+      return NULL;
+  return body + FILE_LEN;
+}
+
+static int two_files_done(void) { return rig.fake.files_done == 2 && rig.got_len > 2 * FILE_LEN; }
+
+static void a_file_body_is_sent_whole_and_the_pipelined_request_waits_for_it(void)
+{
+  rig_open(ANSWER_FILE);
+  rig.fake.file_fd = make_file();
+  rig_send("GET /f1 HTTP/1.1\r\nHost: x\r\n\r\nGET /f2 HTTP/1.1\r\nHost: x\r\n\r\n");
+  rig_run(two_files_done);
+  CHECK(rig.fake.requests == 2);
+  CHECK(rig.fake.files_done == 2);
+  CHECK(strstr(rig.got, "Content-Length: 614400\r\n") != NULL);
+  const char *end = file_body_ok(rig.got);
+  CHECK(end != NULL);
+  CHECK(end && strncmp(end, "HTTP/1.1 200 OK\r\n", 17) == 0);  /* the second response after the body */
+  CHECK(end && file_body_ok(end) == rig.got + rig.got_len);
+  CHECK(rig.c->handles == 2);  /* the socket's dup polled while the body waited is closed again */
+  rig_close();
+  close(rig.fake.file_fd);
+}
+
+static int one_file_done(void) { return rig.fake.files_done == 1; }
+
+static void a_client_that_leaves_mid_file_lets_go_of_it(void)
+{
+  rig_open(ANSWER_FILE);
+  rig.fake.file_fd = make_file();
+  CHECK(setsockopt(rig.client, SOL_SOCKET, SO_RCVBUF, &(int){4096}, sizeof(int)) == 0);
+  /* the request goes in, and the loop runs without the test reading anything */
+  rig_send("GET /f HTTP/1.1\r\nHost: x\r\n\r\n");
+  for (int i = 0; i < 50; i++)
+    uv_run(&rig.loop, UV_RUN_NOWAIT);
+  CHECK(rig.fake.files_done == 0 && rig.c->file.left > 0 && rig.c->writing);
+  close(rig.client);
+  rig.client = -1;
+  uv_run(&rig.loop, UV_RUN_DEFAULT);
+  CHECK(rig.fake.files_done == 1);
+  CHECK(rig.fake.closes == 0);  /* the handler was done with the request: no on_close */
+  CHECK(rig.fake.closed_conns == 1);
+  rig_close();
+  close(rig.fake.file_fd);
+}
+
+static void head_gets_the_file_length_and_no_body(void)
+{
+  rig_open(ANSWER_FILE);
+  rig.fake.file_fd = make_file();
+  rig_send("HEAD /f HTTP/1.1\r\nHost: x\r\n\r\n");
+  rig_run(one_file_done);
+  CHECK(rig.fake.files_done == 1);
+  CHECK(strstr(rig.got, "Content-Length: 614400\r\n") != NULL);
+  const char *body = strstr(rig.got, "\r\n\r\n");
+  CHECK(body && body[4] == '\0');
+  rig_close();
+  close(rig.fake.file_fd);
+}
+
 int main(void)
 {
   signal(SIGPIPE, SIG_IGN);
@@ -309,5 +401,8 @@ int main(void)
   RUN(a_write_over_the_high_water_mark_waits_for_on_writable);
   RUN(on_close_tells_the_waiting_handler_that_the_peer_left);
   RUN(a_failed_write_returns_minus_one_and_on_close_does_not_follow);
+  RUN(a_file_body_is_sent_whole_and_the_pipelined_request_waits_for_it);
+  RUN(a_client_that_leaves_mid_file_lets_go_of_it);
+  RUN(head_gets_the_file_length_and_no_body);
   return TEST_SUMMARY();
 }
