@@ -537,6 +537,12 @@ void sq__conn_next_request(sq_conn_t *c)
 {
   if (c->dispatching)
     return;  /* conn_process, further up this stack, carries on once on_request returns */
+  /* A file body goes out before anything else is parsed; when the socket makes it wait,
+   * sq__conn_file_sent carries on instead. */
+  if (c->file.left)
+    sq__conn_flush(c);
+  if (c->closing || c->file.left)
+    return;
   resume_reading(c);
   conn_process(c);
 }

@@ -391,6 +391,29 @@ static void head_gets_the_file_length_and_no_body(void)
   close(rig.fake.file_fd);
 }
 
+static int second_answered(void) { return strstr(rig.got, "X-Req: 1") != NULL; }
+
+static void a_request_behind_a_file_answered_later_is_parsed_once_the_body_is_out(void)
+{
+  rig_open(ANSWER_LATER);
+  rig.fake.file_fd = make_file();
+  rig_send("GET /later HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+  for (int i = 0; i < 20; i++)
+    uv_run(&rig.loop, UV_RUN_NOWAIT);
+  CHECK(rig.fake.requests == 1 && rig.fake.waiting != NULL);
+  /* Answered from outside on_request (as after a look-up on the thread pool), with a body small
+   * enough to leave at once: nothing else will wake the connection for the request behind it. */
+  rig.fake.mode = ANSWER_AT_ONCE;
+  sq_conn_response_begin(rig.fake.waiting, 200);
+  sq_conn_response_file(rig.fake.waiting, rig.fake.file_fd, 1, 10, file_done, &rig.fake);  /* (byte 0 is a NUL) */
+  rig_run(second_answered);
+  CHECK(rig.fake.files_done == 1);
+  CHECK(rig.fake.requests == 2);
+  CHECK(second_answered());
+  rig_close();
+  close(rig.fake.file_fd);
+}
+
 int main(void)
 {
   signal(SIGPIPE, SIG_IGN);
@@ -404,5 +427,6 @@ int main(void)
   RUN(a_file_body_is_sent_whole_and_the_pipelined_request_waits_for_it);
   RUN(a_client_that_leaves_mid_file_lets_go_of_it);
   RUN(head_gets_the_file_length_and_no_body);
+  RUN(a_request_behind_a_file_answered_later_is_parsed_once_the_body_is_out);
   return TEST_SUMMARY();
 }

@@ -220,6 +220,17 @@ class StaticTest(harness.ServerTestCase):
         self.assertTrue(rs[6].body == BIG)
         self.assertResponse(rs[7], 200, "Hello, three")
 
+    def test_a_request_pipelined_behind_a_file_being_looked_up_is_answered(self):
+        # a path never requested before: its file is opened on the thread pool, and the answer
+        # (a small body, sent at once) comes from that look-up's callback, not from the parser
+        for i in range(3):
+            name = "fresh-%d-%d.txt" % (os.getpid(), i)
+            write(os.path.join(self.pub, name), b"fresh\n")
+            with self.connect() as c:
+                c.send(build_request("GET", "/assets/" + name) + build_request("GET", "/hello/behind"))
+                self.assertResponse(c.read_response(), 200, b"fresh\n")
+                self.assertResponse(c.read_response(), 200, "Hello, behind")
+
     # -- path safety
 
     def test_dot_dot_in_any_spelling_is_refused(self):
