@@ -72,7 +72,10 @@ static int file_wait(sq_conn_t *c, int sock)
     c->handles++;
     c->file.wait = w;
   }
-  uv_poll_start(&c->file.wait->poll, UV_WRITABLE, on_file_writable);
+  /* Left polling between waits of the same body: stopping and starting would cost two
+   * epoll_ctl calls a wait, and a socket the kernel is still full on does not wake the loop. */
+  if (!uv_is_active((uv_handle_t *)&c->file.wait->poll))
+    uv_poll_start(&c->file.wait->poll, UV_WRITABLE, on_file_writable);
   c->writing = 1;
   sq__conn_send_wait(c);
   return 0;
@@ -114,7 +117,6 @@ int sq__conn_file_send(sq_conn_t *c)
 static void on_file_writable(uv_poll_t *p, int status, int events)
 {
   sq_conn_t *c = p->data;
-  uv_poll_stop(p);
   c->writing = 0;
   if (c->closing)
     return;
