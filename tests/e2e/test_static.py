@@ -7,7 +7,7 @@ import email.utils
 import gzip
 import hashlib
 import os
-import shutil
+import signal
 import socket
 import time
 import unittest
@@ -390,6 +390,39 @@ class StaticTest(harness.ServerTestCase):
             self.assertTrue(body == old, "the old file's body was not sent whole")
         finally:
             s.close()
+
+
+class StaticReloadTest(unittest.TestCase):
+    """A reload swaps the app behind the static handler: static files go on being served, and
+    what is not theirs reaches the new generation."""
+
+    APP = """local squall = require "squall"
+local app = squall.app()
+app:get("/version", function() return "%s" end)
+return app
+"""
+
+    def test_requests_past_the_static_prefix_reach_the_reloaded_app(self):
+        s = Server(config={"static": {"/assets": "public"}}, scripts={"app.lua": self.APP % "v1"},
+                   copy_app=False)
+        try:
+            write(os.path.join(s.dir, "public", "a.css"), CSS)
+            s.start()
+            self.assertEqual(s.request("GET", "/version").body, b"v1")
+            with open(os.path.join(s.scripts_dir, "app.lua"), "w") as f:
+                f.write(self.APP % "v2")
+            s.signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while s.request("GET", "/version").body != b"v2" and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertEqual(s.request("GET", "/version").body, b"v2")
+            r = s.request("GET", "/assets/a.css")
+            self.assertEqual((r.status, r.body), (200, CSS))
+        except BaseException:
+            s.kill()
+            s.cleanup()
+            raise
+        s.stop()
 
 
 class StaticConfigTest(unittest.TestCase):
