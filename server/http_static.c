@@ -72,7 +72,8 @@ typedef struct entry {
   int status;                /* 0: a file; else the answer (403, 404) */
   sfile_t *plain, *gz;
   const char *type;          /* Content-Type, from the name of the file served */
-  unsigned loading : 1,      /* a lookup is out: requests wait in `waiters` */
+  unsigned is_dir : 1,       /* the path names a directory (what is served is its index, or 403) */
+      loading : 1,           /* a lookup is out: requests wait in `waiters` */
       delivering : 1;        /* its waiters are being answered: not to be evicted */
   waiter_t *waiters;
 } entry_t;
@@ -94,6 +95,7 @@ typedef struct {
   const sq_static_mount_t *m;
   char *rel;
   int status;                /* out: 0 or the answer */
+  int is_dir;
   int fd, gz_fd;
   struct stat st, gz_st;
   const char *type;
@@ -197,6 +199,7 @@ static void lookup_work(uv_work_t *w)
   }
   l->status = open_inside(m, path, real, &l->fd, &l->st);
   if (l->status == 0 && S_ISDIR(l->st.st_mode)) {
+    l->is_dir = 1;
     close(l->fd);
     l->fd = -1;
     l->status = 403;  /* no listings */
@@ -238,6 +241,7 @@ static void lookup_done(uv_work_t *w, int status)
   sfile_unref(e->gz);
   e->plain = e->gz = NULL;
   e->status = l->status;
+  e->is_dir = l->is_dir;
   if (l->status == 0) {
     e->plain = sfile_new(l->fd, &l->st, 0);
     e->gz = l->gz_fd >= 0 ? sfile_new(l->gz_fd, &l->gz_st, 1) : NULL;
@@ -543,9 +547,39 @@ static int if_range_holds(const char *v, size_t n, const sfile_t *f)
   return n == 29 && memcmp(v, f->last_modified, 29) == 0;
 }
 
+/* A directory named without its trailing slash is sent to the name with one (301), as nginx
+ * does: relative links in its index resolve against the directory only then. The Location is the
+ * request's own path and query with a slash added; leading slashes are collapsed into one, since
+ * "//host/" would send the client to another host. */
+static int redirect_to_slash(sq_conn_t *c, const sq_req_t *r)
+{
+  const char *path = r->head.data + r->path_off, *end = r->head.data + r->url_len;
+  const char *q = memchr(path, '?', (size_t)(end - path)), *pend = q ? q : end;
+  if (pend > path && pend[-1] == '/')
+    return 0;
+  while (path + 1 < pend && path[1] == '/')
+    path++;
+  sq_buf_t loc = {0};
+  sq_buf_append(&loc, path, (size_t)(pend - path));
+  sq_buf_append(&loc, "/", 1);
+  sq_buf_append(&loc, pend, (size_t)(end - pend));
+  sq_conn_response_begin(c, 301);
+  sq_conn_response_content_type(c, "text/plain; charset=utf-8", 25);
+  if (sq_conn_response_header(c, "Location", 8, loc.data, loc.len) < 0) {
+    sq_conn_response_abort(c);
+    sq_buf_free(&loc);
+    return 0;
+  }
+  sq_buf_free(&loc);
+  sq_conn_response_end(c, "Moved Permanently\n", 18);
+  return 1;
+}
+
 static void respond(sq_conn_t *c, const entry_t *e)
 {
   const sq_req_t *r = sq_conn_request(c);
+  if (e->is_dir && redirect_to_slash(c, r))
+    return;
   if (e->status) {
     respond_error(c, e->status);
     return;

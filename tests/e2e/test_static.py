@@ -263,13 +263,21 @@ class StaticTest(harness.ServerTestCase):
     # -- directories
 
     def test_directories_are_never_listed(self):
-        for path in ("/assets/dir", "/assets/dir/", "/assets", "/assets/"):
+        for path in ("/assets/dir/", "/assets/", "/assets/dirlink/"):
             r = self.get(path)
             self.assertEqual(r.status, 403, path)
             self.assertNotIn(b"file.txt", r.body)
 
+    def test_a_directory_without_its_slash_is_redirected_to_it(self):
+        for path, location in (("/assets/dir", "/assets/dir/"), ("/assets", "/assets/"),
+                               ("/site", "/site/"), ("/site/sub?x=1&y", "/site/sub/?x=1&y")):
+            r = self.get(path)
+            self.assertEqual(r.status, 301, path)
+            self.assertEqual(r.header("Location"), location, path)
+        self.assertEqual(self.get("/site/index.html/").status, 404)   # a file is no directory
+
     def test_the_index_file_is_served_for_a_directory_when_configured(self):
-        for path in ("/site", "/site/", "/site/index.html"):
+        for path in ("/site/", "/site/index.html"):
             self.assertResponse(self.get(path), 200, b"<h1>index</h1>\n", "text/html; charset=utf-8")
         self.assertResponse(self.get("/site/sub/"), 200, b"<h1>sub index</h1>\n")
 
@@ -468,9 +476,13 @@ class StaticConfigTest(unittest.TestCase):
         s = Server(config={"static": {"/": {"dir": "public", "index": "index.html"}}})
         self.servers.append(s)
         write(os.path.join(s.dir, "public", "index.html"), b"root index\n")
+        write(os.path.join(s.dir, "public", "evil.com", "index.html"), b"a directory\n")
         s.start(cwd="/")   # not the config's directory: the path is relative to the file
         r = s.request("GET", "/")
         self.assertEqual((r.status, r.body), (200, b"root index\n"))
+        # the redirect to the slash stays on this server: "//evil.com/" would leave it
+        r = s.request("GET", "//evil.com")
+        self.assertEqual((r.status, r.header("Location")), (301, "/evil.com/"))
         # "/" takes every path: nothing reaches the app
         self.assertEqual(s.request("GET", "/hello/x").status, 404)
         s.stop()
