@@ -24,12 +24,12 @@ sq_bridge_t *sq__bridge_of(lua_State *L)
   return s ? s->owner : NULL;
 }
 
-sq_worker_t *sq__bridge_worker(sq_bridge_t *b) { return b->w; }
+sq_bridge_host_t *sq__bridge_host(sq_bridge_t *b) { return b->host; }
 
 void sq__bridge_settled(sq_bridge_t *b)
 {
-  if (b->w && b->w->env.draining && sq_bridge_quiescent(b))
-    sq__worker_maybe_finish(b->w);
+  if (*b->host->draining && sq_bridge_quiescent(b))
+    b->host->settled(b->host);
 }
 
 void sq__bridge_traceback(sq_bridge_t *b, sq_task_t *t, int st)
@@ -91,11 +91,11 @@ static void loader_ended(sq_task_t *t, int st)
 
 static const sq_task_kind_t loader_kind = {loader_ended, NULL};
 
-sq_bridge_t *sq_bridge_load(const sq_config_t *cfg, sq_worker_t *w, sq_bridge_loaded_cb done, void *arg)
+sq_bridge_t *sq_bridge_load(const sq_config_t *cfg, sq_bridge_host_t *host, sq_bridge_loaded_cb done, void *arg)
 {
   sq_bridge_t *b = sq_calloc(1, sizeof *b);
   b->cfg = cfg;
-  b->w = w;
+  b->host = host;
   b->on_loaded = done;
   b->loaded_arg = arg;
   b->run_ref = b->headers_mt_ref = LUA_NOREF;

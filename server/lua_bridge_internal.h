@@ -6,11 +6,10 @@
 
 #include "lua_bridge.h"
 #include "lua_task.h"
-#include "worker.h"
 
 struct sq_bridge_s {
   const sq_config_t *cfg;
-  sq_worker_t *w;        /* the worker that loaded it */
+  sq_bridge_host_t *host; /* the worker that loaded it */
   lua_State *L;
   sq_sched_t sched;      /* its tasks; sched.owner is this generation */
   int run_ref;           /* squall.host's request entry point, bound to the app */

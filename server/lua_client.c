@@ -15,7 +15,6 @@
 
 #include "lua_bridge.h"
 #include "mem.h"
-#include "worker.h"
 
 typedef struct {
   uv_tcp_t tcp;
@@ -229,7 +228,7 @@ static int l_http_request(lua_State *L)
   if (!t)
     return luaL_error(L, "the test client can only be used from a spec run by `squall test` or a task");
   sq__task_check_yieldable(L, "the test client");
-  uv_loop_t *loop = &sq__bridge_worker(sq__bridge_of(L))->loop;
+  uv_loop_t *loop = sq__bridge_host(sq__bridge_of(L))->loop;
   client_t *c = sq_calloc(1, sizeof *c);
   c->task = t;
   c->bridge = sq__bridge_of(L);
@@ -261,10 +260,10 @@ static int l_http_request(lua_State *L)
 /* core.listen_port(): the port this worker's listener is bound to (port 0 resolved). */
 static int l_listen_port(lua_State *L)
 {
-  sq_worker_t *w = sq__bridge_worker(sq__bridge_of(L));
+  sq_bridge_host_t *host = sq__bridge_host(sq__bridge_of(L));
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
-  if (w->listen_fd < 0 || getsockname(w->listen_fd, (struct sockaddr *)&ss, &len) != 0)
+  if (host->listen_fd < 0 || getsockname(host->listen_fd, (struct sockaddr *)&ss, &len) != 0)
     return luaL_error(L, "this process is not listening");
   lua_pushinteger(L, ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                     : ((struct sockaddr_in *)&ss)->sin_port));

@@ -43,7 +43,7 @@ static int l_sleep(lua_State *L)
   sq_task_t *t = sq__task_check(L, "squall.sleep");
   sq_bridge_t *b = t->sched->owner;
   uv_timer_t *timer = sq_malloc(sizeof *timer);
-  uv_timer_init(&b->w->loop, timer);
+  uv_timer_init(b->host->loop, timer);
   timer->data = t;
   uv_timer_start(timer, on_sleep_done, ms, 0);
   sq__task_wait(t, &sleep_wait, timer);
@@ -109,7 +109,7 @@ static void spawned_ended(sq_task_t *t, int st)
   }
   sq_bridge_t *b = t->sched->owner;
   sq__bridge_traceback(b, t, st);
-  sq_log(SQ_LOG_ERROR, "worker %d: task failed: %s", b->w->id, lua_tostring(b->L, -1));
+  sq_log(SQ_LOG_ERROR, "worker %d: task failed: %s", b->host->id, lua_tostring(b->L, -1));
   lua_pop(b->L, 1);
   sq__task_abandon(t);
 }
@@ -170,23 +170,18 @@ static int l_is_task(lua_State *L)
 /* core.reload_status(): what the main thread published about the last reload (reload.c). */
 static int l_reload_status(lua_State *L)
 {
-  sq_server_t *s = sq__bridge_of(L)->w->server;
-  /* Copied out first: a Lua allocation may raise, and must not leave status_lock held. */
-  uv_mutex_lock(&s->status_lock);
-  unsigned attempts = s->reload_attempts;
-  int ok = attempts == 0 || s->reload_ok, gen = s->generation;
-  char err[sizeof s->reload_error];
-  memcpy(err, s->reload_error, sizeof err);
-  uv_mutex_unlock(&s->status_lock);
+  sq_bridge_host_t *host = sq__bridge_of(L)->host;
+  sq_bridge_reload_status_t st;
+  host->reload_status(host, &st);
   lua_createtable(L, 0, 5);
-  lua_pushboolean(L, ok);
+  lua_pushboolean(L, st.ok);
   lua_setfield(L, -2, "ok");
-  lua_pushinteger(L, gen);
+  lua_pushinteger(L, st.generation);
   lua_setfield(L, -2, "generation");
-  lua_pushinteger(L, (lua_Integer)attempts);
+  lua_pushinteger(L, (lua_Integer)st.attempts);
   lua_setfield(L, -2, "attempts");
-  if (!ok) {
-    lua_pushstring(L, err);
+  if (!st.ok) {
+    lua_pushstring(L, st.error);
     lua_setfield(L, -2, "error");
   }
   return 1;
@@ -215,7 +210,7 @@ static int l_now(lua_State *L)
  * client leaves ends instead, so that the drain does not wait out shutdown_timeout for it. */
 static int l_draining(lua_State *L)
 {
-  lua_pushboolean(L, sq__bridge_worker(sq__bridge_of(L))->env.draining);
+  lua_pushboolean(L, *sq__bridge_of(L)->host->draining);
   return 1;
 }
 
@@ -228,7 +223,7 @@ int sq__lua_open_core(lua_State *L)
   sq_bridge_t *b = lua_touserdata(L, lua_upvalueindex(1));
   lua_newtable(L);
   luaL_register(L, NULL, fns);
-  sq_lua_open_db(L, b->cfg->has_db ? b->w->server->db : NULL, &b->w->loop);
+  sq_lua_open_db(L, b->host->db, b->host->loop);
   sq_lua_open_client(L);
   sq_lua_open_json(L);
   sq_lua_open_crypto(L);
@@ -236,7 +231,7 @@ int sq__lua_open_core(lua_State *L)
   sq_lua_open_response(L);
   sq_config_push_settings(L, b->cfg);
   lua_setfield(L, -2, "settings");
-  lua_pushinteger(L, b->w->id);
+  lua_pushinteger(L, b->host->id);
   lua_setfield(L, -2, "worker_id");
   lua_pushboolean(L, b->cfg->debug);
   lua_setfield(L, -2, "debug");

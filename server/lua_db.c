@@ -21,7 +21,6 @@
 #include "db_sql.h"
 #include "log.h"
 #include "lua_bridge.h"
-#include "worker.h"
 
 typedef struct {
   sq_db_pool_t *pool;

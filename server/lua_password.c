@@ -15,7 +15,6 @@
 #include "lua_bridge.h"
 #include "lua_task.h"
 #include "mem.h"
-#include "worker.h"
 
 enum { PW_HASH, PW_VERIFY };
 
@@ -96,7 +95,7 @@ static int start(lua_State *L, pw_job_t *j, const char *fn)
   j->task = t;
   j->bridge = sq__bridge_of(L);
   j->req.data = j;
-  uv_loop_t *loop = &sq__bridge_worker(j->bridge)->loop;
+  uv_loop_t *loop = sq__bridge_host(j->bridge)->loop;
   int rc = uv_queue_work(loop, &j->req, work, after_work);
   if (rc != 0) {
     atomic_fetch_sub(&in_flight, 1);

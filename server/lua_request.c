@@ -25,7 +25,7 @@
 
 static void log_request_error(const sq_bridge_t *b, const sq_req_t *r, const char *msg)
 {
-  sq_log(SQ_LOG_ERROR, "worker %d: %s %.*s: %s", b->w->id, r->method, (int)r->url_len, r->head.data, msg);
+  sq_log(SQ_LOG_ERROR, "worker %d: %s %.*s: %s", b->host->id, r->method, (int)r->url_len, r->head.data, msg);
 }
 
 static void respond_status(sq_conn_t *c, int status)
@@ -140,7 +140,7 @@ static void request_ended(sq_task_t *t, int st)
     if (c)
       respond_from_stack(b, c, sq_conn_request(c), t->co);
     else if (t->ctx->alive && lua_isstring(t->co, 5))  /* failed after res:finish() */
-      sq_log(SQ_LOG_ERROR, "worker %d: after res:finish(): %s", b->w->id, lua_tostring(t->co, 5));
+      sq_log(SQ_LOG_ERROR, "worker %d: after res:finish(): %s", b->host->id, lua_tostring(t->co, 5));
     sq__task_finish(t);
     return;
   }
@@ -149,7 +149,7 @@ static void request_ended(sq_task_t *t, int st)
     log_request_error(b, sq_conn_request(c), lua_tostring(b->L, -1));
     respond_status(c, 500);
   } else {
-    sq_log(SQ_LOG_ERROR, "worker %d: task failed: %s", b->w->id, lua_tostring(b->L, -1));
+    sq_log(SQ_LOG_ERROR, "worker %d: task failed: %s", b->host->id, lua_tostring(b->L, -1));
   }
   lua_pop(b->L, 1);
   sq__task_abandon(t);
@@ -229,7 +229,8 @@ static void *on_conn_request(void *self, sq_conn_t *c, const sq_req_t *r)
   lua_pushstring(co, peer);
   lua_pushinteger(co, port);
   lua_pushboolean(co, r->too_large);
-  sq__task_resume(t, 9);
+  lua_pushthread(co);  /* the key of the request's squall.context (host.lua says why) */
+  sq__task_resume(t, 10);
   return t;
 }
 

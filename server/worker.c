@@ -254,7 +254,7 @@ static void on_reload_phase(sq_worker_t *w, int phase)
     atomic_store(&w->gen_state, SQ_GEN_LOADING);
     w->load_done = 0;
     {
-      sq_bridge_t *b = sq_bridge_load(w->cfg, w, on_generation_loaded, w);
+      sq_bridge_t *b = sq_bridge_load(w->cfg, &w->bridge_host, on_generation_loaded, w);
       /* Still loading unless the callback has already run (a top level that did not yield).
        * Asked of our own flag: gen_state is shared, and main may already have moved it on to
        * the next round's LOADING. */
@@ -289,7 +289,21 @@ void sq_worker_reload(sq_worker_t *w, int phase)
   uv_mutex_unlock(&w->lock);
 }
 
-void sq__worker_maybe_finish(sq_worker_t *w) { maybe_finish(w); }
+/* sq_bridge_host_t.settled: a query came back, so a draining worker may be done. */
+static void on_bridge_settled(sq_bridge_host_t *host) { maybe_finish(host->owner); }
+
+/* sq_bridge_host_t.reload_status. Copied out under the lock, so that the Lua side, whose
+ * allocations may raise, never holds status_lock. */
+static void read_reload_status(sq_bridge_host_t *host, sq_bridge_reload_status_t *out)
+{
+  sq_server_t *s = ((sq_worker_t *)host->owner)->server;
+  uv_mutex_lock(&s->status_lock);
+  out->attempts = s->reload_attempts;
+  out->ok = out->attempts == 0 || s->reload_ok;
+  out->generation = s->generation;
+  snprintf(out->error, sizeof out->error, "%s", s->reload_error);
+  uv_mutex_unlock(&s->status_lock);
+}
 
 /* No new request will come. A top level's background loop ends now: one that queries in a loop
  * would otherwise hold the drain (which waits for outstanding queries) until shutdown_timeout,
@@ -441,12 +455,20 @@ static void worker_main(void *arg)
   }
   w->env.on_closed = on_conn_closed;
   w->env.owner = w;
+  w->bridge_host = (sq_bridge_host_t){.loop = &w->loop,
+                                      .id = w->id,
+                                      .db = w->cfg->has_db ? w->server->db : NULL,
+                                      .listen_fd = w->listen_fd,
+                                      .draining = &w->env.draining,
+                                      .settled = on_bridge_settled,
+                                      .reload_status = read_reload_status,
+                                      .owner = w};
   uv_check_init(&w->loop, &w->reaper);
   w->reaper.data = w;
   uv_timer_init(&w->loop, &w->refused_timer);
   w->refused_timer.data = w;
   {
-    sq_bridge_t *b = sq_bridge_load(w->cfg, w, on_first_load, w);
+    sq_bridge_t *b = sq_bridge_load(w->cfg, &w->bridge_host, on_first_load, w);
     if (!w->load_done)  /* its top level yielded: a stop may have to end it (begin_drain) */
       w->loading = b;
   }

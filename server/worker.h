@@ -11,8 +11,8 @@
 #include "config.h"
 #include "db_pool.h"
 #include "http_conn.h"
+#include "lua_bridge.h"
 
-typedef struct sq_bridge_s sq_bridge_t;
 typedef struct sq_static_s sq_static_t;
 typedef struct sq_server_s sq_server_t;
 
@@ -50,6 +50,7 @@ typedef struct sq_worker_s {
   /* What its connections see of it: the loop, the config, `draining` (set once a stop began),
    * the connections themselves, and the current generation as their handler. */
   sq_conn_env_t env;
+  sq_bridge_host_t bridge_host;  /* what its generations see of it */
   int start_rc;               /* set by the thread before it sets start_done */
   atomic_int start_done;      /* worker → main: 1 once start_rc is set (then `started` is sent) */
   char start_err[1024];
@@ -87,9 +88,5 @@ int sq_worker_start(sq_worker_t *w);
 void sq_worker_command(sq_worker_t *w, int command);
 /* Main thread. Sends a reload phase (SQ_RELOAD_PREPARE, _COMMIT, _ABORT). */
 void sq_worker_reload(sq_worker_t *w, int phase);
-
-/* Worker thread. Called when a database job came back, so a draining worker can tell when it is
- * done. */
-void sq__worker_maybe_finish(sq_worker_t *w);
 
 #endif

@@ -76,8 +76,15 @@ end
 
 -- The innermost db.transaction the running code is inside (its own or, for a squall.spawn task,
 -- its parent's when it spawned it), or nil: squall.model joins it without a `tx` being passed.
+-- A task that outlives the block it was spawned in gets an error, not a quiet switch to
+-- autocommit: what it writes was meant to commit or roll back with the block's writes.
 function _M.current_transaction()
-  return context.current().tx
+  local tx = context.current().tx
+  if tx and tx._ended then
+    error("db: the transaction this task was spawned in has ended; wait for the task inside the "
+          .. "db.transaction block, or spawn it outside the block", 2)
+  end
+  return tx
 end
 
 -- Called after every rollback (of a transaction or a savepoint) in the coroutine that rolled
@@ -102,9 +109,14 @@ local function run(tx, fn, on_ok, on_err)
   ctx.tx = tx
   local res = pack(pcall(fn, tx))
   ctx.tx = outer
+  tx._ended = true
   if res[1] then
-    on_ok()
-    return unpack(res, 2, res.n)
+    -- A COMMIT that fails (the connection lost, a deadlock at commit, a timeout whose outcome is
+    -- unknown) leaves nothing the block read or wrote that can be trusted: rollback hooks too.
+    local ok, err = pcall(on_ok)
+    if ok then return unpack(res, 2, res.n) end
+    rolled_back()
+    error(err, 0)
   end
   on_err()
   rolled_back()

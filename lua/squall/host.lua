@@ -201,12 +201,12 @@ function _M.load(app_module)
   end
   local debug_mode = core.debug
 
-  return function(method, path, query_string, headers, body, http_version, remote_addr, remote_port, too_large)
-    begin_request()
+  return function(method, path, query_string, headers, body, http_version, remote_addr, remote_port, too_large, co)
+    begin_request(co)
     local req = request_new(method, path, query_string, headers, body, http_version, remote_addr, remote_port)
     if too_large then req.too_large = true end
     local status, ctype, rbody, rheaders, log_message = served(run(app, req, debug_mode, RES))
-    leave()
+    leave(co)
     return status, ctype, rbody, rheaders, log_message
   end, request.headers_mt
 end
