@@ -7,13 +7,17 @@ metric over the repetitions of a row; errors are summed.
 """
 import csv
 import math
+import os
 import statistics
 import sys
 
-RPS_TARGET = 1.10   # squall/nginx req/s: at least
-CPU_TARGET = 0.90   # squall/nginx CPU us/request: at most
+# The targets and the title; bench/run-static.sh sets its own through the environment.
+RPS_TARGET = float(os.environ.get("RPS_TARGET", "1.10"))   # squall/nginx req/s: at least
+CPU_TARGET = float(os.environ.get("CPU_TARGET", "0.90"))   # squall/nginx CPU us/request: at most
+TITLE = os.environ.get("REPORT_TITLE", "Squall vs nginx + lua-nginx-module")
 SERVERS = ("squall", "nginx")
-LABELS = {"plaintext": "plaintext", "json": "json", "pipeline": "plaintext pipelined x16"}
+LABELS = {"plaintext": "plaintext", "json": "json", "pipeline": "plaintext pipelined x16",
+          "file4k": "4 KiB file", "file1m": "1 MiB file"}
 
 
 def num(s):
@@ -128,7 +132,7 @@ def main():
             print("  " + l)
 
     # markdown
-    md = ["# Squall vs nginx + lua-nginx-module", ""]
+    md = ["# " + TITLE, ""]
     md += [f"- {l}" for l in env]
     md += ["", "| " + " | ".join(header) + " |",
            "|" + "|".join(["---", "---:"] + ["---:"] * (len(header) - 2)) + "|"]

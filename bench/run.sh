@@ -11,6 +11,7 @@
 #   QUIET_WAIT=60 before each run, wait up to this long for other load to drop below MAX_OTHER
 #   MODE=db       the TechEmpower database routes instead (bench/run-db.sh: Squall vs
 #                 nginx + lua-resty-mysql)
+#   MODE=static   static files instead (bench/run-static.sh: Squall vs nginx with sendfile)
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -20,7 +21,8 @@ cd "$ROOT"
 # MODE=db: the TechEmpower database routes (bench/run-db.sh, which sources this
 # file for its helpers; sourced, this file stops before "main" below).
 if [[ "${BASH_SOURCE[0]}" == "$0" && "${MODE:-http}" == db ]]; then exec bash "$BENCH_DIR/run-db.sh" "$@"; fi
-[[ "${MODE:-http}" == http || "${MODE}" == db ]] || { echo "[bench] ERROR: unknown MODE=$MODE (http or db)" >&2; exit 2; }
+if [[ "${BASH_SOURCE[0]}" == "$0" && "${MODE:-http}" == static ]]; then exec bash "$BENCH_DIR/run-static.sh" "$@"; fi
+[[ "${MODE:-http}" =~ ^(http|db|static)$ ]] || { echo "[bench] ERROR: unknown MODE=$MODE (http, db or static)" >&2; exit 2; }
 
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}

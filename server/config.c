@@ -10,10 +10,13 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <uv.h>
 
 #include "log.h"
@@ -23,6 +26,7 @@ enum field_kind {
   F_STRING, F_PATH, F_PATH_OR_FALSE, F_INT, F_LONG, F_SECONDS, F_BOOL, F_LEVEL, F_TABLE,
   F_SQL_LIST,  /* a string or an array of strings: db.init_sql */
   F_SETTINGS,  /* any table of data, for the app (settings, settings_env) */
+  F_STATIC,    /* static = { ["/prefix"] = "dir" or { dir = ..., index = ..., gzip = ... } } */
 };
 
 typedef struct field {
@@ -92,6 +96,7 @@ static const field_t top_fields[] = {
   {"db", F_TABLE, 0, 0, 0, db_fields},
   {"settings", F_SETTINGS, 0, 0, 0, NULL},
   {"settings_env", F_SETTINGS, 0, 0, 0, NULL},
+  {"static", F_STATIC, 0, 0, 0, NULL},
   {NULL, 0, 0, 0, 0, NULL},
 };
 
@@ -199,6 +204,142 @@ static int read_sql_list(sq_config_t *c, lua_State *L, const char *key, char *er
   return 0;
 }
 
+/* ---- static ------------------------------------------------------------------------------ */
+
+static void free_statics(sq_config_t *c)
+{
+  for (int i = 0; i < c->nstatics; i++) {
+    free(c->statics[i].prefix);
+    free(c->statics[i].dir);
+    free(c->statics[i].index);
+  }
+  free(c->statics);
+  c->statics = NULL;
+  c->nstatics = 0;
+}
+
+static int by_prefix_length(const void *a, const void *b)
+{
+  const sq_static_mount_t *x = a, *y = b;
+  return x->prefix_len < y->prefix_len ? 1 : x->prefix_len > y->prefix_len ? -1 : 0;
+}
+
+/* One mount: the value on top of L's stack, its prefix `name`. The directory is made canonical
+ * here, once: the handler compares every resolved file against it. */
+static int read_mount(sq_config_t *c, lua_State *L, const char *name, sq_static_mount_t *m, char *err,
+                      size_t errlen)
+{
+  const char *dir = NULL;
+  m->gzip = 1;
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    dir = lua_tostring(L, -1);
+  } else if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      const char *opt = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+      int t = lua_type(L, -1);
+      if (strcmp(opt, "dir") == 0 && t == LUA_TSTRING) {
+        dir = lua_tostring(L, -1);  /* (the table keeps the string alive) */
+      } else if (strcmp(opt, "index") == 0 && (t == LUA_TSTRING || (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)))) {
+        const char *ix = t == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        if (ix && (!*ix || strchr(ix, '/'))) {
+          snprintf(err, errlen, "%s: static[\"%s\"].index must be a file name (no \"/\")", c->path, name);
+          lua_pop(L, 2);
+          return -1;
+        }
+        free(m->index);
+        m->index = ix ? sq_strdup(ix) : NULL;
+      } else if (strcmp(opt, "gzip") == 0 && t == LUA_TBOOLEAN) {
+        m->gzip = lua_toboolean(L, -1);
+      } else {
+        int known = !strcmp(opt, "dir") || !strcmp(opt, "index") || !strcmp(opt, "gzip");
+        if (known)
+          snprintf(err, errlen, "%s: static[\"%s\"].%s must be %s, got %s", c->path, name, opt,
+                   !strcmp(opt, "gzip") ? "a boolean" : !strcmp(opt, "dir") ? "a path string" : "a file name or false",
+                   lua_typename(L, t));
+        else
+          snprintf(err, errlen, "%s: unknown key static[\"%s\"].%s (known: dir, index, gzip)", c->path, name,
+                   lua_type(L, -2) == LUA_TSTRING ? opt : lua_typename(L, lua_type(L, -2)));
+        lua_pop(L, 2);
+        return -1;
+      }
+      lua_pop(L, 1);
+    }
+    if (!dir) {
+      snprintf(err, errlen, "%s: static[\"%s\"] needs dir", c->path, name);
+      return -1;
+    }
+  } else {
+    snprintf(err, errlen, "%s: static[\"%s\"] must be a directory or { dir = ..., index = ... }, got %s", c->path,
+             name, lua_typename(L, lua_type(L, -1)));
+    return -1;
+  }
+  char *path = resolve(c->dir, dir), real[PATH_MAX];
+  struct stat st;
+  const char *why = NULL;
+  if (!realpath(path, real) || stat(real, &st) < 0)
+    why = strerror(errno);
+  else if (!S_ISDIR(st.st_mode))
+    why = "not a directory";
+  if (why) {
+    snprintf(err, errlen, "%s: static[\"%s\"]: %s: %s", c->path, name, path, why);
+    free(path);
+    return -1;
+  }
+  free(path);
+  m->dir = sq_strdup(real);
+  return 0;
+}
+
+static int read_statics(sq_config_t *c, lua_State *L, char *err, size_t errlen)
+{
+  free_statics(c);
+  if (!lua_istable(L, -1)) {
+    snprintf(err, errlen, "%s: static must be a table of \"/prefix\" = directory, got %s", c->path,
+             lua_typename(L, lua_type(L, -1)));
+    return -1;
+  }
+  int n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    n++;
+    lua_pop(L, 1);
+  }
+  c->statics = sq_calloc((size_t)(n ? n : 1), sizeof *c->statics);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+    if (!name || name[0] != '/') {
+      snprintf(err, errlen, "%s: static[%s%s%s]: a prefix must start with \"/\"", c->path, name ? "\"" : "",
+               name ? name : lua_typename(L, lua_type(L, -2)), name ? "\"" : "");
+      lua_pop(L, 2);
+      return -1;
+    }
+    sq_static_mount_t *m = &c->statics[c->nstatics++];
+    size_t len = strlen(name);
+    while (len > 1 && name[len - 1] == '/')
+      len--;  /* "/assets/" is "/assets": the prefix matches whole segments anyway */
+    m->prefix = sq_strndup(name, len);
+    m->prefix_len = len;
+    for (int i = 0; i < c->nstatics - 1; i++)
+      if (strcmp(c->statics[i].prefix, m->prefix) == 0) {
+        snprintf(err, errlen, "%s: static[\"%s\"]: the same prefix as static[\"%s\"]", c->path, name,
+                 c->statics[i].prefix);
+        lua_pop(L, 2);
+        return -1;
+      }
+    if (read_mount(c, L, name, m, err, errlen) < 0) {
+      lua_pop(L, 2);
+      return -1;
+    }
+    lua_pop(L, 1);
+  }
+  qsort(c->statics, (size_t)c->nstatics, sizeof *c->statics, by_prefix_length);
+  if (c->nstatics == 0)
+    free_statics(c);
+  return 0;
+}
+
 /* Reads the value at the top of L's stack into the field; `key` is the dotted name for errors. */
 static int read_field(sq_config_t *c, const field_t *f, lua_State *L, const char *key, char *err,
                       size_t errlen)
@@ -254,6 +395,8 @@ static int read_field(sq_config_t *c, const field_t *f, lua_State *L, const char
   }
   case F_SQL_LIST:
     return read_sql_list(c, L, key, err, errlen);
+  case F_STATIC:
+    return read_statics(c, L, err, errlen);
   case F_SETTINGS:
     /* Kept in the config's state until every key is read (settings_env adds to settings). */
     if (t != LUA_TTABLE) {
@@ -568,5 +711,6 @@ void sq_config_free(sq_config_t *c)
   sq_db_config_clear(&c->db);
   free(c->db_password_env);
   free(c->settings);
+  free_statics(c);
   memset(c, 0, sizeof *c);
 }

@@ -6,6 +6,15 @@
 
 #include "db_pool.h"
 
+/* One entry of `static`: requests whose path is `prefix` or under `prefix/` are files of `dir`. */
+typedef struct {
+  char *prefix;        /* "/assets" (a trailing slash dropped), or "/" */
+  size_t prefix_len;
+  char *dir;           /* canonical absolute path (realpath at load) */
+  char *index;         /* the file served for a directory; NULL: none (403) */
+  int gzip;            /* a "<file>.gz" sibling goes to clients that accept gzip */
+} sq_static_mount_t;
+
 typedef struct {
   char *path;          /* the config file as given */
   char *dir;           /* its directory: relative paths in the file are resolved against it */
@@ -33,6 +42,8 @@ typedef struct {
   int has_db;          /* a `db` table was given */
   sq_db_config_t db;
   char *db_password_env;
+  sq_static_mount_t *statics;  /* longest prefix first; NULL when no `static` */
+  int nstatics;
   char *settings;      /* the `settings` table as a Lua chunk returning it (data only) */
   struct {
     int level;

@@ -129,7 +129,7 @@ static void on_timer(uv_timer_t *t)
      * a time would otherwise keep its response, and the memory holding it, for as long as it
      * likes. The window is long enough for a slow link's stalls to average out. */
     const sq_config_t *cfg = c->env->cfg;
-    size_t left = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    size_t left = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) + c->file.left;
     uint64_t took = peer_took(c), got = took > c->send_mark ? took - c->send_mark : 0;
     double need = (double)cfg->limits.send_min_rate * cfg->limits.send_timeout;
     c->send_mark = took;
@@ -478,10 +478,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
   }
   if (c->want_close)
     return;  /* nothing more will be parsed on this connection */
-  if (c->in_handler || c->rpos < c->rlen) {
-    /* Behind input the connection already holds: kept in order. */
+  if (c->in_handler || c->file.left || c->rpos < c->rlen) {
+    /* Behind input the connection already holds, or behind a request still being answered (a
+     * handler at work, a file body going out): kept in order. */
     hold_input(c, buf->base, (size_t)nread);
-    if (c->in_handler) {
+    if (c->in_handler || c->file.left) {
       if (c->rlen - c->rpos > SQ_READ_PAUSE_BYTES) {
         uv_read_stop(s);
         c->read_stopped = 1;
@@ -518,7 +519,7 @@ static void resume_reading(sq_conn_t *c)
 
 static void conn_process(sq_conn_t *c)
 {
-  while (!c->in_handler && !c->closing && !c->want_close && c->rpos < c->rlen &&
+  while (!c->in_handler && !c->closing && !c->want_close && !c->file.left && c->rpos < c->rlen &&
          sq__conn_unsent(c) < SQ_OUT_PAUSE_BYTES) {
     const char *start = c->rbuf + c->rpos;
     llhttp_errno_t e = llhttp_execute(&c->parser, start, c->rlen - c->rpos);
@@ -540,6 +541,8 @@ static void conn_process(sq_conn_t *c)
     void *hreq = c->handler->on_request(c->env->handler_self, c, &c->req);
     c->hreq = c->in_handler ? hreq : NULL;  /* a response that already ended needs no handle */
     c->dispatching = 0;
+    if (c->file.left)
+      sq__conn_flush(c);  /* the file body goes before the next request is parsed (often at once) */
   }
   if (c->closing)
     return;
@@ -577,6 +580,12 @@ void sq__conn_next_request(sq_conn_t *c)
 {
   if (c->dispatching)
     return;  /* conn_process, further up this stack, carries on once on_request returns */
+  /* A file body goes out before anything else is parsed; when the socket makes it wait,
+   * sq__conn_file_sent carries on instead. */
+  if (c->file.left)
+    sq__conn_flush(c);
+  if (c->closing || c->file.left)
+    return;
   resume_reading(c);
   conn_process(c);
 }
@@ -652,7 +661,8 @@ static void on_write(uv_write_t *req, int status)
   if (!c->writing) {
     if (c->timer_mode == T_SEND)
       timer_set(c, c->after_send_mode, c->after_send_secs);
-    if (c->read_stopped && !c->in_handler) {
+    /* rpos < rlen: requests pipelined behind a file body, which held them back */
+    if ((c->read_stopped || c->rpos < c->rlen) && !c->in_handler) {
       resume_reading(c);
       conn_process(c);
     }
@@ -697,9 +707,23 @@ static unsigned out_bufs(sq_conn_t *c, uv_buf_t *bufs)
   return n;
 }
 
+/* Output (a write, or a file body) is left to the kernel's pace: the send timeout takes over from
+ * the reading side's timer (on_timer polices the client's reading). A window of it starts when
+ * output first waits on the client and carries on over the writes that follow until none is left
+ * waiting. */
+void sq__conn_send_wait(sq_conn_t *c)
+{
+  if (c->timer_mode == T_SEND)
+    return;
+  uint64_t now = uv_now(c->env->loop);
+  c->after_send_mode = c->timer_mode;
+  c->after_send_secs = c->deadline > now ? (double)(c->deadline - now) / 1000.0 : 0;
+  c->send_mark = peer_took(c);
+  timer_set(c, T_SEND, c->env->cfg->limits.send_timeout);
+}
+
 /* The output the kernel did not take at once is left to uv_write, which keeps pointing into
- * `wbuf` and the held pieces until on_write; while it waits on the client, T_SEND polices the
- * client's reading (on_timer). */
+ * `wbuf` and the held pieces until on_write. */
 static void write_rest(sq_conn_t *c, uv_buf_t *bufs, unsigned nbufs, size_t took)
 {
   while (took > 0 && took >= bufs->len) {
@@ -721,12 +745,7 @@ static void write_rest(sq_conn_t *c, uv_buf_t *bufs, unsigned nbufs, size_t took
     sq__conn_close(c);
     return;
   }
-  if (c->timer_mode != T_SEND) {
-    /* A window of the send timeout starts when output first waits on the client, and carries on
-     * over the writes that follow until none is left waiting. */
-    c->send_mark = peer_took(c);
-    timer_set(c, T_SEND, c->env->cfg->limits.send_timeout);
-  }
+  sq__conn_send_wait(c);
 }
 
 void sq__conn_flush(sq_conn_t *c)
@@ -734,6 +753,8 @@ void sq__conn_flush(sq_conn_t *c)
   if (c->writing || c->closing)
     return;
   if (c->out.len == 0 && !c->out_refs.head) {
+    if (c->file.left && sq__conn_file_send(c) <= 0)
+      return;
     if (c->want_close && !c->in_handler)
       finish_close(c);
     return;
@@ -757,11 +778,13 @@ void sq__conn_flush(sq_conn_t *c)
   c->queued += total;
   /* Most responses fit in the socket buffer: try the write inline and skip the request/callback
    * round trip unless the kernel pushes back. */
-  int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
+  int n = c->file.left && nbufs == 1 ? sq__conn_send_head(c, bufs)
+                                      : uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
   if (n == (int)total) {
     c->wbuf.len = 0;
     release_refs(&c->wbuf_refs);
-    if (c->want_close && !c->in_handler)
+    /* With a file body, only once all of it is out (else its wait carries on). */
+    if ((!c->file.left || sq__conn_file_send(c) > 0) && c->want_close && !c->in_handler)
       finish_close(c);
   } else if (n < 0 && n != UV_EAGAIN) {
     sq__conn_close(c);
@@ -770,6 +793,16 @@ void sq__conn_flush(sq_conn_t *c)
   }
   if (bufs != stack)
     free(bufs);
+}
+
+void sq__conn_file_sent(sq_conn_t *c)
+{
+  if (c->timer_mode == T_SEND)
+    timer_set(c, c->after_send_mode, c->after_send_secs);
+  /* Requests pipelined behind the body were held back: on with them (this also closes a
+   * connection that is to end after this response). */
+  resume_reading(c);
+  conn_process(c);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -825,7 +858,7 @@ static void conn_fail(sq_conn_t *c, int status)
   sq__conn_flush(c);
 }
 
-static void on_handle_closed(uv_handle_t *h)
+void sq__conn_handle_closed(uv_handle_t *h)
 {
   sq_conn_t *c = h->data;
   if (--c->handles > 0)
@@ -861,8 +894,9 @@ void sq__conn_close(sq_conn_t *c)
   if (c->in_handler && !c->dispatching && !c->in_write)
     c->handler->on_close(c->hreq, c);
   c->hreq = NULL;
-  uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-  uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+  sq__conn_file_release(c);
+  uv_close((uv_handle_t *)&c->timer, sq__conn_handle_closed);
+  uv_close((uv_handle_t *)&c->tcp, sq__conn_handle_closed);
 }
 
 void sq_conn_shutdown(sq_conn_t *c, int force)

@@ -120,6 +120,17 @@ void sq_conn_response_end(sq_conn_t *c, const char *body, size_t len);
  * then holds the one copy the handler made, not a second one in the connection. */
 void sq_conn_response_end_held(sq_conn_t *c, const char *body, size_t len, sq_conn_release_fn release,
                                void *owner, intptr_t token);
+/* Ends the response with `len` bytes of the open file `fd` from `offset` as its body
+ * (Content-Length: len), and moves on to the next pipelined request once it is out. The body is
+ * sent with sendfile(2) from the loop after the head, never copied; no later request is parsed
+ * until it is sent. The connection calls `done(arg)` once it no longer needs `fd` (the body was
+ * sent, the response has none (HEAD, 304), or the connection closed), possibly before this call
+ * returns; the fd stays the caller's to close. */
+void sq_conn_response_file(sq_conn_t *c, int fd, int64_t offset, size_t len, void (*done)(void *arg), void *arg);
+/* From inside on_request: hands the request to another handler (the next one of a chain) and
+ * returns what its on_request returned, which the caller returns as its own. The connection then
+ * calls that handler's on_writable and on_close for the request. */
+void *sq_conn_delegate(sq_conn_t *c, const sq_conn_handler_t *h, void *self, const sq_req_t *r);
 /* Ends the head of a response whose body follows in writes: chunked on HTTP/1.1, delimited by
  * the connection's close on HTTP/1.0. */
 void sq_conn_response_start(sq_conn_t *c);

@@ -70,6 +70,17 @@ struct sq_conn_s {
   sq_buf_t wbuf;                 /* the write in flight (uv_write keeps pointing into it) */
   sq_out_refs_t wbuf_refs;       /* ... and its held pieces */
   size_t body_bytes;             /* of a streamed response, for the access log */
+  /* A file body (sq_conn_response_file) that follows `out`: sent with sendfile(2) from the loop
+   * once `out` is written, never copied. No further request is parsed until it is out, so
+   * nothing is ever queued behind it. `done` is set while the file is held. */
+  struct {
+    int fd;
+    int64_t off;
+    size_t left;
+    void (*done)(void *arg);
+    void *arg;
+    struct sq_file_wait *wait;   /* polls the socket for writability while the kernel pushes back */
+  } file;
   unsigned in_message : 1, in_handler : 1, dispatching : 1, last_was_value : 1, writing : 1,
       closing : 1, want_close : 1, read_stopped : 1, eof : 1, lingering : 1,
       own_date : 1, own_server : 1,  /* the handler set the response's Date / Server itself */
@@ -98,6 +109,20 @@ void sq__conn_close(sq_conn_t *c);
 /* The response has ended: parse and dispatch the next pipelined request, unless on_request is
  * further up the stack (its caller carries on when it returns). */
 void sq__conn_next_request(sq_conn_t *c);
+/* A write (or a file body) is left to the kernel's pace: the send timeout takes over. */
+void sq__conn_send_wait(sq_conn_t *c);
+/* A close callback for each of the connection's handles (h->data): the last frees it. */
+void sq__conn_handle_closed(uv_handle_t *h);
+/* A file body that had to wait for the socket is out: on with the requests behind it. */
+void sq__conn_file_sent(sq_conn_t *c);
+
+/* http_conn_file.c. Sends what is left of the file body: 1 once it is all out, 0 when it waits
+ * for the socket (c->writing is then set), -1 when the connection closed. */
+int sq__conn_file_send(sq_conn_t *c);
+/* Writes the head of a file response without pushing it out alone: bytes taken, or UV_E*. */
+int sq__conn_send_head(sq_conn_t *c, const uv_buf_t *b);
+/* Lets go of the file body (its `done`), sent or not, and of the poll on the socket. */
+void sq__conn_file_release(sq_conn_t *c);
 /* The cached "Date: ...\r\n" line. */
 const char *sq__conn_date_line(sq_conn_env_t *env);
 

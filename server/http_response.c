@@ -147,6 +147,32 @@ void sq_conn_response_end_held(sq_conn_t *c, const char *body, size_t len, sq_co
   end_response(c, body, len, release, owner, token);
 }
 
+void sq_conn_response_file(sq_conn_t *c, int fd, int64_t offset, size_t len, void (*done)(void *arg), void *arg)
+{
+  assert(c->in_handler && !c->streaming && !c->file.done);
+  int bodiless = bodiless_status(c->resp_status);
+  size_t n = bodiless ? 0 : len;
+  int keep = end_head(c, bodiless, &n);
+  if (c->req.is_head || n == 0) {
+    done(arg);
+  } else {
+    /* Written out by sq__conn_flush once `out` (this head included) has gone. */
+    c->file.fd = fd;
+    c->file.off = offset;
+    c->file.left = n;
+    c->file.done = done;
+    c->file.arg = arg;
+  }
+  response_done(c, keep, n);
+}
+
+void *sq_conn_delegate(sq_conn_t *c, const sq_conn_handler_t *h, void *self, const sq_req_t *r)
+{
+  assert(c->in_handler && c->dispatching);
+  c->handler = h;
+  return h->on_request(self, c, r);
+}
+
 void sq_conn_response_start(sq_conn_t *c)
 {
   assert(c->in_handler && !c->streaming);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "http_conn.h"
+#include "http_static.h"
 #include "log.h"
 #include "lua_bridge.h"
 #include "lua_request.h"
@@ -202,7 +203,10 @@ static void on_reap(uv_check_t *h)
 static void serve_from(sq_worker_t *w, sq_bridge_t *b)
 {
   w->bridge = b;
-  w->env.handler_self = b;
+  if (w->statics)
+    sq_static_set_next(w->statics, b);  /* what is not a static file goes on to b */
+  else
+    w->env.handler_self = b;
 }
 
 static void retire(sq_worker_t *w, sq_bridge_t *b)
@@ -440,7 +444,15 @@ static void worker_main(void *arg)
   w->env.loop = &w->loop;
   w->env.cfg = w->cfg;
   w->env.id = w->id;
-  w->env.handler = &sq_lua_handler;
+  /* Static files are a handler in front of the Lua one, there only when configured: without them
+   * a request goes straight to Lua, at no cost. */
+  if (w->cfg->nstatics > 0) {
+    w->statics = sq_static_new(&w->loop, w->cfg, &sq_lua_handler);
+    w->env.handler = &sq_static_handler;
+    w->env.handler_self = w->statics;
+  } else {
+    w->env.handler = &sq_lua_handler;
+  }
   w->env.on_closed = on_conn_closed;
   w->env.owner = w;
   w->bridge_host = (sq_bridge_host_t){.loop = &w->loop,
@@ -469,6 +481,8 @@ static void worker_main(void *arg)
     sq_bridge_free(w->retired[i]);
   free(w->retired);
   w->bridge = w->loading = w->pending = NULL;
+  sq_static_free(w->statics);  /* no connection (so no body being sent) and no lookup left */
+  w->statics = NULL;
   if (uv_loop_close(&w->loop) != 0)
     sq_log(SQ_LOG_WARN, "worker %d: loop closed with handles still open", w->id);
   /* -1 tells the main thread this thread is done; the async only wakes it up. */

@@ -13,6 +13,7 @@
 #include "http_conn.h"
 #include "lua_bridge.h"
 
+typedef struct sq_static_s sq_static_t;
 typedef struct sq_server_s sq_server_t;
 
 enum { SQ_WORKER_RUN, SQ_WORKER_DRAIN, SQ_WORKER_FORCE };
@@ -34,7 +35,8 @@ typedef struct sq_worker_s {
   char **test_args;           /* squall test: busted's arguments; NULL when serving */
   int ntest_args;
   int test_rc;
-  sq_bridge_t *bridge;        /* the current generation: new requests go here */
+  sq_static_t *statics;       /* static files, in front of the generations; NULL without `static` */
+  sq_bridge_t *bridge;        /* the current generation: new requests go here (past statics) */
   sq_bridge_t *loading;       /* a generation still loading (its top level yielded): the first, or a reload's */
   int load_done;              /* the reload's load has called back (this thread only) */
   sq_bridge_t *pending;       /* a generation loaded for a reload, awaiting COMMIT */

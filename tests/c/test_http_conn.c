@@ -2,6 +2,7 @@
  * handler answers requests that a client writes into the other end of a socketpair, with nothing
  * of Lua or of the worker involved. */
 #include "../../server/http_conn.c"
+#include "../../server/http_conn_file.c"
 #include "../../server/http_response.c"
 #include "../../server/http_msg.c"
 #include "../../server/log.c"
@@ -14,7 +15,7 @@
 #include "test.h"
 
 /* How the fake handler answers a request. */
-enum { ANSWER_AT_ONCE, ANSWER_STREAMED, ANSWER_LATER, ANSWER_BIG_STREAM, ANSWER_HELD };
+enum { ANSWER_AT_ONCE, ANSWER_STREAMED, ANSWER_LATER, ANSWER_BIG_STREAM, ANSWER_HELD, ANSWER_FILE };
 
 typedef struct {
   int mode;
@@ -24,6 +25,7 @@ typedef struct {
   int write_rc;                  /* what the big write returned */
   int releases;                  /* of the held body (ANSWER_HELD) */
   intptr_t released_token;
+  int file_fd, files_done;       /* ANSWER_FILE: the file served, and `done` calls */
   char seen[512];                /* "METHOD url|name=value|..." of the last request */
 } fake_t;
 
@@ -40,6 +42,13 @@ static void fake_release(void *owner, intptr_t token)
   f->releases++;
   f->released_token = token;
 }
+/* ANSWER_FILE sends FILE_LEN bytes from FILE_OFF of a file whose byte i is i % 251: more than a
+ * socketpair's buffer, so the body waits for the reader. */
+#define FILE_SIZE (700u << 10)
+#define FILE_OFF 100u
+#define FILE_LEN (600u << 10)
+
+static void file_done(void *arg) { ((fake_t *)arg)->files_done++; }
 
 static void *fake_request(void *self, sq_conn_t *c, const sq_req_t *r)
 {
@@ -77,6 +86,10 @@ static void *fake_request(void *self, sq_conn_t *c, const sq_req_t *r)
   case ANSWER_HELD:
     sq_conn_response_begin(c, 200);
     sq_conn_response_end_held(c, held_body, HELD_BYTES, fake_release, f, 42);
+    return NULL;
+  case ANSWER_FILE:
+    sq_conn_response_begin(c, 200);
+    sq_conn_response_file(c, f->file_fd, FILE_OFF, FILE_LEN, file_done, f);
     return NULL;
   default:
     f->waiting = c;
@@ -397,6 +410,108 @@ static void a_held_body_is_released_when_the_client_leaves_before_reading_it(voi
   CHECK(rig.fake.releases == 1);
 }
 
+static int make_file(void)
+{
+  FILE *fp = tmpfile();
+  CHECK(fp != NULL);
+  for (unsigned i = 0; i < FILE_SIZE; i++)
+    fputc((int)(i % 251), fp);
+  fflush(fp);
+  return dup(fileno(fp));  /* (tmpfile's own stream is dropped: the dup keeps the file) */
+}
+
+/* The body of the response that starts at `p`, if it has all arrived: its file bytes checked. */
+static const char *file_body_ok(const char *p)
+{
+  const char *body = p ? strstr(p, "\r\n\r\n") : NULL;
+  if (!body || (size_t)(rig.got + rig.got_len - (body + 4)) < FILE_LEN)
+    return NULL;
+  body += 4;
+  for (unsigned i = 0; i < FILE_LEN; i++)
+    if ((unsigned char)body[i] != (FILE_OFF + i) % 251)
+      return NULL;
+  return body + FILE_LEN;
+}
+
+static int two_files_done(void) { return rig.fake.files_done == 2 && rig.got_len > 2 * FILE_LEN; }
+
+static void a_file_body_is_sent_whole_and_the_pipelined_request_waits_for_it(void)
+{
+  rig_open(ANSWER_FILE);
+  rig.fake.file_fd = make_file();
+  rig_send("GET /f1 HTTP/1.1\r\nHost: x\r\n\r\nGET /f2 HTTP/1.1\r\nHost: x\r\n\r\n");
+  rig_run(two_files_done);
+  CHECK(rig.fake.requests == 2);
+  CHECK(rig.fake.files_done == 2);
+  CHECK(strstr(rig.got, "Content-Length: 614400\r\n") != NULL);
+  const char *end = file_body_ok(rig.got);
+  CHECK(end != NULL);
+  CHECK(end && strncmp(end, "HTTP/1.1 200 OK\r\n", 17) == 0);  /* the second response after the body */
+  CHECK(end && file_body_ok(end) == rig.got + rig.got_len);
+  CHECK(rig.c->handles == 2);  /* the socket's dup polled while the body waited is closed again */
+  rig_close();
+  close(rig.fake.file_fd);
+}
+
+static int one_file_done(void) { return rig.fake.files_done == 1; }
+
+static void a_client_that_leaves_mid_file_lets_go_of_it(void)
+{
+  rig_open(ANSWER_FILE);
+  rig.fake.file_fd = make_file();
+  CHECK(setsockopt(rig.client, SOL_SOCKET, SO_RCVBUF, &(int){4096}, sizeof(int)) == 0);
+  /* the request goes in, and the loop runs without the test reading anything */
+  rig_send("GET /f HTTP/1.1\r\nHost: x\r\n\r\n");
+  for (int i = 0; i < 50; i++)
+    uv_run(&rig.loop, UV_RUN_NOWAIT);
+  CHECK(rig.fake.files_done == 0 && rig.c->file.left > 0 && rig.c->writing);
+  close(rig.client);
+  rig.client = -1;
+  uv_run(&rig.loop, UV_RUN_DEFAULT);
+  CHECK(rig.fake.files_done == 1);
+  CHECK(rig.fake.closes == 0);  /* the handler was done with the request: no on_close */
+  CHECK(rig.fake.closed_conns == 1);
+  rig_close();
+  close(rig.fake.file_fd);
+}
+
+static void head_gets_the_file_length_and_no_body(void)
+{
+  rig_open(ANSWER_FILE);
+  rig.fake.file_fd = make_file();
+  rig_send("HEAD /f HTTP/1.1\r\nHost: x\r\n\r\n");
+  rig_run(one_file_done);
+  CHECK(rig.fake.files_done == 1);
+  CHECK(strstr(rig.got, "Content-Length: 614400\r\n") != NULL);
+  const char *body = strstr(rig.got, "\r\n\r\n");
+  CHECK(body && body[4] == '\0');
+  rig_close();
+  close(rig.fake.file_fd);
+}
+
+static int second_answered(void) { return strstr(rig.got, "X-Req: 1") != NULL; }
+
+static void a_request_behind_a_file_answered_later_is_parsed_once_the_body_is_out(void)
+{
+  rig_open(ANSWER_LATER);
+  rig.fake.file_fd = make_file();
+  rig_send("GET /later HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+  for (int i = 0; i < 20; i++)
+    uv_run(&rig.loop, UV_RUN_NOWAIT);
+  CHECK(rig.fake.requests == 1 && rig.fake.waiting != NULL);
+  /* Answered from outside on_request (as after a look-up on the thread pool), with a body small
+   * enough to leave at once: nothing else will wake the connection for the request behind it. */
+  rig.fake.mode = ANSWER_AT_ONCE;
+  sq_conn_response_begin(rig.fake.waiting, 200);
+  sq_conn_response_file(rig.fake.waiting, rig.fake.file_fd, 1, 10, file_done, &rig.fake);  /* (byte 0 is a NUL) */
+  rig_run(second_answered);
+  CHECK(rig.fake.files_done == 1);
+  CHECK(rig.fake.requests == 2);
+  CHECK(second_answered());
+  rig_close();
+  close(rig.fake.file_fd);
+}
+
 int main(void)
 {
   signal(SIGPIPE, SIG_IGN);
@@ -411,5 +526,9 @@ int main(void)
   RUN(requests_pipelined_behind_a_waiting_handler_are_kept_past_the_read);
   RUN(a_held_body_is_written_from_its_owner_and_released_once);
   RUN(a_held_body_is_released_when_the_client_leaves_before_reading_it);
+  RUN(a_file_body_is_sent_whole_and_the_pipelined_request_waits_for_it);
+  RUN(a_client_that_leaves_mid_file_lets_go_of_it);
+  RUN(head_gets_the_file_length_and_no_body);
+  RUN(a_request_behind_a_file_answered_later_is_parsed_once_the_body_is_out);
   return TEST_SUMMARY();
 }
