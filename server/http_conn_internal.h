@@ -6,6 +6,9 @@
 
 #include "http_conn.h"
 
+/* What the connection's one timer is counting down (sq__conn_timer_set). */
+enum { SQ_T_NONE, SQ_T_IDLE, SQ_T_HEADER, SQ_T_BODY, SQ_T_LINGER, SQ_T_SEND };
+
 /* A streamed body: a write that leaves more than HIGH bytes unsent tells the handler to wait, and
  * on_writable comes once less than LOW is left. The gap keeps a steady writer from bouncing on
  * one mark, and LOW above zero keeps the kernel fed while the handler produces the next piece. */
@@ -59,10 +62,10 @@ struct sq_conn_s {
   int timer_mode;
   uint64_t deadline;             /* loop time at which the current timer_mode expires */
   uint64_t armed;                /* loop time the libuv timer is set for, when active */
-  int after_send_mode;           /* the reading side's timer, held while T_SEND runs */
+  int after_send_mode;           /* the reading side's timer, held while SQ_T_SEND runs */
   double after_send_secs;
   uint64_t queued;               /* bytes ever handed to libuv for writing */
-  uint64_t send_mark;            /* bytes the peer had taken at the start of this T_SEND window */
+  uint64_t send_mark;            /* bytes the peer had taken at the start of this SQ_T_SEND window */
   int handles;
   int peer_port;
   sq_buf_t out;                  /* responses not yet handed to the kernel */
@@ -101,6 +104,12 @@ static inline size_t sq__conn_unsent(const sq_conn_t *c)
 /* Attaches a held piece at the current end of `out`. */
 void sq__conn_hold(sq_conn_t *c, const char *data, size_t len, sq_conn_release_fn release, void *owner,
                    intptr_t token);
+
+/* Sets the timer to `mode`, due in `seconds` (while a write waits on the client, the send timeout
+ * rules and this one starts after it). */
+void sq__conn_timer_set(sq_conn_t *c, int mode, double seconds);
+/* http_parse.c: llhttp's callbacks, filling in c->req (the parser's data is the connection). */
+extern const llhttp_settings_t sq__conn_parser_settings;
 
 /* Hands `out` to the kernel unless a write is in flight; closes the connection on failure. */
 void sq__conn_flush(sq_conn_t *c);

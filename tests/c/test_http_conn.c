@@ -3,6 +3,7 @@
  * of Lua or of the worker involved. */
 #include "../../server/http_conn.c"
 #include "../../server/http_conn_file.c"
+#include "../../server/http_parse.c"
 #include "../../server/http_response.c"
 #include "../../server/http_msg.c"
 #include "../../server/log.c"
