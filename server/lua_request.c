@@ -65,12 +65,22 @@ static int add_header(sq_conn_t *c, lua_State *co, int kidx, int vidx)
   }
 }
 
+/* Bodies from this size up get the collector a step as they are let go: LuaJIT collects as it
+ * allocates, so the megabytes a slow reader held would otherwise stay in the process for as long
+ * as the worker then sits idle. */
+#define SQ_RELEASE_STEP_BYTES (1u << 20)
+
 /* The connection has written (or dropped) a body it held: the string may be collected now. */
 static void release_body(void *owner, intptr_t ref)
 {
   sq_bridge_t *b = owner;
+  lua_rawgeti(b->L, LUA_REGISTRYINDEX, (int)ref);
+  size_t len = lua_objlen(b->L, -1);
+  lua_pop(b->L, 1);
   luaL_unref(b->L, LUA_REGISTRYINDEX, (int)ref);
   b->held_bodies--;
+  if (len >= SQ_RELEASE_STEP_BYTES)
+    lua_gc(b->L, LUA_GCSTEP, (int)(len >> 10));
 }
 
 /* The root coroutine returned (status, content_type, body, headers, log_message). */
