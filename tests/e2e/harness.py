@@ -579,6 +579,32 @@ def build_request(method, path, headers=(), body=b"", version="1.1", host=True):
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
+def small_window(port, rcvbuf=16384):
+    """A client socket with a small receive buffer: a large response soon fills every buffer on
+    the way, and the server's output waits on this client's reading."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def read_head(s):
+    """Reads up to the end of a response head; returns (Content-Length, the body bytes read with it)."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise AssertionError("closed before the response head: %r" % buf[:200])
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value), rest
+    raise AssertionError("no Content-Length in %r" % head)
+
+
 def chunked(*pieces, ext=None, trailers=()):
     """A chunked body from pieces (bytes/str); ext appended to each size line; trailers list."""
     out = b""

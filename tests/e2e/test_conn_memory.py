@@ -13,35 +13,10 @@ import socket
 import time
 
 import harness
-from harness import build_request
+from harness import build_request, read_head, small_window
 
 MIB = 1 << 20
 BIG = b"0123456789abcdef" * 65536  # the app's 1 MiB block (/big/:mib repeats it)
-
-
-def small_window(port, rcvbuf=16384):
-    """A client with a small receive buffer: a large response soon fills every buffer on the way,
-    and the server's output waits on this client's reading."""
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    s.settimeout(10)
-    s.connect(("127.0.0.1", port))
-    return s
-
-
-def read_head(s):
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise AssertionError("closed before the response head: %r" % buf[:200])
-        buf += chunk
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    for line in head.split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value), rest
-    raise AssertionError("no Content-Length in %r" % head)
 
 
 class IdleConnectionTest(harness.ServerTestCase):

@@ -6,7 +6,7 @@ import socket
 import time
 
 import harness
-from harness import build_request, chunked
+from harness import build_request, chunked, read_head, small_window
 
 TOO_LARGE = ("Payload Too Large", "Content Too Large", "Request Entity Too Large")
 
@@ -303,32 +303,6 @@ class TimeoutMarginsTest(harness.ServerTestCase):
 
 
 MIB = 1 << 20
-
-
-def small_window(port):
-    """A client socket with a small receive buffer, so that a large response soon fills every
-    buffer on the way and the server has to wait for the client to read."""
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-    s.settimeout(10)
-    s.connect(("127.0.0.1", port))
-    return s
-
-
-def read_head(s):
-    """Reads up to the end of the response head; returns (Content-Length, the body bytes read with it)."""
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise AssertionError("closed before the response head: %r" % buf[:200])
-        buf += chunk
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    for line in head.split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value), rest
-    raise AssertionError("no Content-Length in %r" % head)
 
 
 class SendTimeoutTest(harness.ServerTestCase):
