@@ -200,6 +200,34 @@ static int l_log(lua_State *L)
 
 /* core.now(): monotonic seconds, for rate limits in Lua (os.clock is CPU time, os.time has
  * whole seconds and jumps with the wall clock). */
+/* core.escape_html(s): one pass over s, and s itself when nothing needs escaping (most text).
+ * string.gsub with a replacement table is not compiled by LuaJIT and copies every string it is
+ * given; a template escapes each value it prints. */
+static int l_escape_html(lua_State *L)
+{
+  size_t n, i = 0;
+  const char *s = luaL_checklstring(L, 1, &n);
+  while (i < n && s[i] != '&' && s[i] != '<' && s[i] != '>' && s[i] != '"' && s[i] != '\'')
+    i++;
+  if (i == n)
+    return 1;  /* (luaL_checklstring made a number a string in place) */
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addlstring(&b, s, i);
+  for (; i < n; i++) {
+    switch (s[i]) {
+    case '&': luaL_addlstring(&b, "&amp;", 5); break;
+    case '<': luaL_addlstring(&b, "&lt;", 4); break;
+    case '>': luaL_addlstring(&b, "&gt;", 4); break;
+    case '"': luaL_addlstring(&b, "&quot;", 6); break;
+    case '\'': luaL_addlstring(&b, "&#39;", 5); break;
+    default: luaL_addchar(&b, s[i]);
+    }
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
 static int l_now(lua_State *L)
 {
   lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e9);
@@ -218,7 +246,7 @@ int sq__lua_open_core(lua_State *L)
 {
   static const luaL_Reg fns[] = {{"log", l_log},         {"sleep", l_sleep}, {"spawn", l_spawn},
                                  {"suspend", l_suspend}, {"wake", l_wake},   {"reload_status", l_reload_status},
-                                 {"is_task", l_is_task}, {"now", l_now}, {"draining", l_draining},
+                                 {"is_task", l_is_task}, {"now", l_now}, {"draining", l_draining}, {"escape_html", l_escape_html},
                                  {NULL, NULL}};
   sq_bridge_t *b = lua_touserdata(L, lua_upvalueindex(1));
   lua_newtable(L);

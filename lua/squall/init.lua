@@ -55,12 +55,13 @@ request.set_abort(_M.abort)
 
 -- ---- helpers -------------------------------------------------------------------------------
 
-local gsub = string.gsub
-local html_entities = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;" }
-
--- Escapes text for HTML element content and attribute values.
+-- Escapes text for HTML element content and attribute values (& < > " '); any value is first
+-- made a string with tostring. The work is core.escape_html's (server/lua_core.c).
+local escape
 function _M.escape_html(s)
-  return (gsub(tostring(s), "[&<>\"']", html_entities))
+  escape = escape or require("squall.core").escape_html
+  if type(s) ~= "string" then s = tostring(s) end
+  return escape(s)
 end
 
 -- ---- tasks ---------------------------------------------------------------------------------
