@@ -21,6 +21,9 @@
 /* ---- jobs and queues (db_job.c) ---------------------------------------------------------- */
 
 void sq__db_job_error(sq_db_job_t *j, int cls, unsigned code, const char *state, const char *msg);
+/* Database thread. Makes the result's columns and cells arrays fit (zeroed), reusing those of a
+ * recycled job when they are large enough. */
+void sq__db_res_reserve(sq_db_result_t *r, int ncols, size_t nrows);
 sq_db_job_t *sq__db_pop(sq_db_job_t **head, sq_db_job_t **tail);
 void sq__db_push(sq_db_job_t **head, sq_db_job_t **tail, sq_db_job_t *j);
 uint64_t sq__db_hash(const char *s, size_t n);

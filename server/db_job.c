@@ -5,10 +5,52 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+/* A query's job is made and freed on its worker's thread, and filled on a database thread in
+ * between: six allocations and as many frees a query (the job, its SQL and parameters, the
+ * result's columns, cells and strings). Each thread keeps a few freed jobs with their buffers
+ * instead, so a steady stream of queries allocates nothing. Buffers grown past SQ_JOB_KEEP_BYTES
+ * by an unusual query are not kept. Under AddressSanitizer jobs are really freed, so that a use
+ * after free is still caught. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SQ_JOB_SPARES 0
+#else
+#define SQ_JOB_SPARES 64
+#endif
+#define SQ_JOB_KEEP_BYTES (64u << 10)
+
+static __thread sq_db_job_t *spares;
+static __thread int nspares;
+
+static void free_buffers(sq_db_job_t *j)
+{
+  sq_buf_free(&j->in);
+  free(j->params);
+  free(j->res.cols);
+  free(j->res.cells);
+  sq_buf_free(&j->res.arena);
+}
 
 sq_db_job_t *sq_db_job_new(int op)
 {
-  sq_db_job_t *j = sq_calloc(1, sizeof *j);
+  sq_db_job_t *j = spares;
+  if (!j) {
+    j = sq_calloc(1, sizeof *j);
+  } else {
+    spares = j->next;
+    nspares--;
+    sq_db_job_t kept = *j;
+    memset(j, 0, sizeof *j);
+    j->in = (sq_buf_t){kept.in.data, 0, kept.in.cap};
+    j->params = kept.params;
+    j->params_cap = kept.params_cap;
+    j->res.cols = kept.res.cols;
+    j->res.cols_cap = kept.res.cols_cap;
+    j->res.cells = kept.res.cells;
+    j->res.cells_cap = kept.res.cells_cap;
+    j->res.arena = (sq_buf_t){kept.res.arena.data, 0, kept.res.arena.cap};
+  }
   j->op = op;
   return j;
 }
@@ -17,18 +59,40 @@ void sq_db_job_free(sq_db_job_t *j)
 {
   if (!j)
     return;
-  sq_buf_free(&j->in);
-  free(j->params);
-  free(j->res.cols);
-  free(j->res.cells);
-  sq_buf_free(&j->res.arena);
-  free(j);
+  if (nspares >= SQ_JOB_SPARES || j->in.cap > SQ_JOB_KEEP_BYTES || j->res.arena.cap > SQ_JOB_KEEP_BYTES ||
+      j->res.cells_cap * sizeof *j->res.cells > SQ_JOB_KEEP_BYTES) {
+    free_buffers(j);
+    free(j);
+    return;
+  }
+  j->next = spares;
+  spares = j;
+  nspares++;
+}
+
+void sq__db_res_reserve(sq_db_result_t *r, int ncols, size_t nrows)
+{
+  size_t nc = ncols ? (size_t)ncols : 1, ncells = nrows * (size_t)ncols + 1;
+  if (nc > r->cols_cap) {
+    free(r->cols);
+    r->cols = sq_malloc(nc * sizeof *r->cols);
+    r->cols_cap = nc;
+  }
+  if (ncells > r->cells_cap) {
+    free(r->cells);
+    r->cells = sq_malloc(ncells * sizeof *r->cells);
+    r->cells_cap = ncells;
+  }
+  memset(r->cols, 0, nc * sizeof *r->cols);
+  memset(r->cells, 0, ncells * sizeof *r->cells);
 }
 
 void sq_db_job_param(sq_db_job_t *j, const sq_db_value_t *v, const char *str)
 {
-  if ((j->nparams & 7) == 0)
-    j->params = sq_realloc(j->params, sizeof *j->params * (size_t)(j->nparams + 8));
+  if (j->nparams == j->params_cap) {
+    j->params_cap += 8;
+    j->params = sq_realloc(j->params, sizeof *j->params * (size_t)j->params_cap);
+  }
   sq_db_value_t *p = &j->params[j->nparams++];
   *p = *v;
   if (v->kind == SQ_DB_STRING) {

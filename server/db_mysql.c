@@ -214,8 +214,7 @@ static void read_text_result(sq_dbc_t *d, MYSQL_RES *res)
   r->has_rows = 1;
   r->ncols = (int)mysql_num_fields(res);
   r->nrows = (size_t)mysql_num_rows(res);
-  r->cols = sq_calloc((size_t)r->ncols ? (size_t)r->ncols : 1, sizeof *r->cols);
-  r->cells = sq_calloc(r->nrows * (size_t)r->ncols + 1, sizeof *r->cells);
+  sq__db_res_reserve(r, r->ncols, r->nrows);
   for (int i = 0; i < r->ncols; i++)
     add_column(r, i, f[i].name, f[i].name_length);
   MYSQL_ROW row;
@@ -305,8 +304,7 @@ static void read_stmt_result(sq_dbc_t *d)
   r->has_rows = 1;
   r->ncols = ncols;
   r->nrows = (size_t)mysql_stmt_num_rows(st);
-  r->cols = sq_calloc((size_t)ncols ? (size_t)ncols : 1, sizeof *r->cols);
-  r->cells = sq_calloc(r->nrows * (size_t)ncols + 1, sizeof *r->cells);
+  sq__db_res_reserve(r, ncols, r->nrows);
   for (int i = 0; i < ncols; i++)
     add_column(r, i, f[i].name, f[i].name_length);
   int rc = mysql_stmt_bind_result(st, b) ? 1 : 0;

@@ -74,6 +74,7 @@ typedef struct {
   sq_db_col_t *cols;
   size_t nrows;
   sq_db_value_t *cells;     /* nrows * ncols, row-major */
+  size_t cols_cap, cells_cap;  /* allocated, kept when the job is recycled (sq__db_res_reserve) */
   sq_buf_t arena;           /* column names and string values */
   uint64_t affected_rows;
   uint64_t insert_id;
@@ -89,7 +90,7 @@ struct sq_db_job_s {
   sq_buf_t in;              /* the SQL, then the bytes of string parameters */
   size_t sql_len;
   sq_db_value_t *params;
-  int nparams;
+  int nparams, params_cap;
   int uncached;             /* prepare for this job only and close after: a shape that must not
                                crowd the statement cache (a long list parameter) */
   /* OUT */
