@@ -73,7 +73,7 @@ static const field_t db_fields[] = {
   {"queue_timeout", F_SECONDS, OFF(db.queue_timeout), 0.001, 3600, NULL},
   {"max_queue", F_INT, OFF(db.max_queue), 0, 1 << 24, NULL},
   {"stmt_cache", F_INT, OFF(db.stmt_cache), 1, 65536, NULL},
-  {"threads", F_INT, OFF(db.threads), 1, 64, NULL},
+  {"threads", F_INT, OFF(db.threads), 0, 64, NULL},
   {"max_lifetime", F_SECONDS, OFF(db.max_lifetime), 0, 31536000, NULL},
   {"idle_timeout", F_SECONDS, OFF(db.idle_timeout), 0, 31536000, NULL},
   {"min_idle", F_INT, OFF(db.min_idle), 0, 512, NULL},
@@ -493,6 +493,12 @@ bad:
  * connections, so more threads than connections would leave some with nothing to do. */
 static int check_db(sq_config_t *c, char *err, size_t errlen)
 {
+  /* Without database threads each worker drives its own share of the connections. */
+  if (c->db.threads == 0 && c->db.pool_size < c->workers) {
+    snprintf(err, errlen, "%s: db.pool_size (%d) must be at least workers (%d) with db.threads = 0: "
+             "each worker drives its own share of the connections", c->path, c->db.pool_size, c->workers);
+    return -1;
+  }
   if (c->db.threads > c->db.pool_size) {
     snprintf(err, errlen, "%s: db.threads (%d) must not be greater than db.pool_size (%d)", c->path,
              c->db.threads, c->db.pool_size);

@@ -35,6 +35,8 @@ uint64_t sq__db_hash(const char *s, size_t n);
 typedef struct {
   struct sq__db_batch_s *b;
   int n, cap;
+  uv_loop_t *loop;             /* the flushing thread's loop when it runs sinks too (a hosted
+                                  pool): their jobs are handed over by a direct call */
 } sq_db_outbox_t;
 
 /* Database thread. A job without a sink is freed at once. */
@@ -164,7 +166,8 @@ struct sq_db_thread_s {
   sq_db_pool_t *pool;
   int index;
   uv_thread_t tid;
-  uv_loop_t loop;
+  uv_loop_t own;
+  uv_loop_t *loop;             /* own, or the hosting worker's (db.threads = 0) */
   uv_async_t wake;             /* new work, or stop */
   uv_check_t flush;            /* end of each loop iteration: hand finished jobs over */
   uv_timer_t tick;             /* db_watchdog.c */
@@ -185,6 +188,7 @@ struct sq_db_pool_s {
   int nservers;
   sq_db_thread_t *threads;
   int nthreads;
+  int hosted;                  /* no thread of its own: one sq_db_thread_t on a worker's loop */
   int stop;
   /* under lock */
   int busy;

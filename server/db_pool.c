@@ -72,7 +72,7 @@ static int watch(sq_db_conn_t *c, int w)
     if (fd < 0)
       return -1;
     c->poll = sq_malloc(sizeof *c->poll);
-    if (uv_poll_init(&c->t->loop, c->poll, fd) != 0) {
+    if (uv_poll_init(c->t->loop, c->poll, fd) != 0) {
       free(c->poll);
       c->poll = NULL;
       return -1;
@@ -403,20 +403,17 @@ static void on_poll(uv_poll_t *h, int status, int events)
 
 /* ---- threads ----------------------------------------------------------------------------- */
 
+static void on_wake(uv_async_t *a);
+
 static void on_flush(uv_check_t *h)
 {
   sq_db_thread_t *t = h->data;
   sq__db_outbox_flush(&t->out);
 }
 
-static void close_handle(uv_handle_t *h, void *arg)
-{
-  if (!uv_is_closing(h))
-    uv_close(h, h->type == UV_POLL ? on_poll_closed : NULL);
-}
-
-/* Ends everything on this thread: the workers are gone, so what still runs (a rollback nobody
- * waits for) is dropped, which the server rolls back anyway. */
+/* Ends everything on this thread: the workers are gone (or, hosted, its worker is ending), so
+ * what still runs (a rollback nobody waits for) is dropped, which the server rolls back anyway.
+ * Only the thread's own handles are closed: a hosted thread shares its loop with the worker. */
 static void stop_thread(sq_db_thread_t *t)
 {
   t->stopping = 1;
@@ -441,7 +438,9 @@ static void stop_thread(sq_db_thread_t *t)
     fail_list(left, &t->out, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", SHUTTING_DOWN);
   }
   sq__db_outbox_flush(&t->out);
-  uv_walk(&t->loop, close_handle, NULL);
+  uv_close((uv_handle_t *)&t->wake, NULL);  /* the connections' polls went with the drops */
+  uv_close((uv_handle_t *)&t->flush, NULL);
+  uv_close((uv_handle_t *)&t->tick, NULL);
 }
 
 static void on_wake(uv_async_t *a)
@@ -506,17 +505,37 @@ static void on_wake(uv_async_t *a)
   }
 }
 
+/* Before anyone can submit: `wake` must exist when the first job comes. */
+static void init_handles(sq_db_thread_t *t, uv_loop_t *loop)
+{
+  t->loop = loop;
+  uv_async_init(loop, &t->wake, on_wake);
+  t->wake.data = t;
+  uv_check_init(loop, &t->flush);
+  t->flush.data = t;
+  uv_check_start(&t->flush, on_flush);
+  uv_timer_init(loop, &t->tick);
+  t->tick.data = t;
+  uv_timer_start(&t->tick, sq__db_tick, SQ_DB_TICK_MS, SQ_DB_TICK_MS);
+}
+
+/* On the thread that runs the loop. */
+static void open_all(sq_db_thread_t *t)
+{
+  sq__dbc_thread_init();
+  for (int i = 0; i < t->nconns; i++)
+    sq__db_conn_open(t->conns[i]);
+}
+
 static void thread_main(void *arg)
 {
   sq_db_thread_t *t = arg;
   char name[16];
   snprintf(name, sizeof name, "sq-db-%d", t->index);
   pthread_setname_np(pthread_self(), name);
-  sq__dbc_thread_init();
-  for (int i = 0; i < t->nconns; i++)
-    sq__db_conn_open(t->conns[i]);
-  uv_run(&t->loop, UV_RUN_DEFAULT);
-  uv_loop_close(&t->loop);
+  open_all(t);
+  uv_run(&t->own, UV_RUN_DEFAULT);
+  uv_loop_close(&t->own);
   sq__dbc_thread_end();
 }
 
@@ -551,9 +570,12 @@ static void copy_config(sq_db_config_t *to, const sq_db_config_t *from)
     to->init_sql[i] = sq_strdup(from->init_sql[i]);
 }
 
-sq_db_pool_t *sq_db_pool_start(const sq_db_config_t *cfg)
+void sq_db_library_init(void) { sq__dbc_library_init(); }
+void sq_db_library_end(void) { sq__dbc_library_end(); }
+
+/* The pool's `pool_size` connections spread over `nthreads`, nothing started. */
+static sq_db_pool_t *pool_new(const sq_db_config_t *cfg, int nthreads)
 {
-  sq__dbc_library_init();
   sq_db_pool_t *p = sq_calloc(1, sizeof *p);
   uv_mutex_init(&p->lock);
   /* One server today; replicas will be more entries, each with its own connections. */
@@ -564,7 +586,7 @@ sq_db_pool_t *sq_db_pool_start(const sq_db_config_t *cfg)
   copy_config(&srv->cfg, cfg);
   srv->nconns = cfg->pool_size;
   srv->conns = sq_calloc((size_t)srv->nconns, sizeof *srv->conns);
-  p->nthreads = cfg->threads < 1 ? 1 : cfg->threads > cfg->pool_size ? cfg->pool_size : cfg->threads;
+  p->nthreads = nthreads;
   p->threads = sq_calloc((size_t)p->nthreads, sizeof *p->threads);
   for (int k = 0; k < p->nthreads; k++) {
     sq_db_thread_t *t = &p->threads[k];
@@ -578,15 +600,6 @@ sq_db_pool_t *sq_db_pool_start(const sq_db_config_t *cfg)
       t->sides[s].side = 1;
       t->sides[s].poll_fd = -1;
     }
-    uv_loop_init(&t->loop);
-    uv_async_init(&t->loop, &t->wake, on_wake);
-    t->wake.data = t;
-    uv_check_init(&t->loop, &t->flush);
-    t->flush.data = t;
-    uv_check_start(&t->flush, on_flush);
-    uv_timer_init(&t->loop, &t->tick);
-    t->tick.data = t;
-    uv_timer_start(&t->tick, sq__db_tick, SQ_DB_TICK_MS, SQ_DB_TICK_MS);
   }
   for (int i = 0; i < srv->nconns; i++) {
     sq_db_conn_t *c = sq_calloc(1, sizeof *c);
@@ -598,8 +611,29 @@ sq_db_pool_t *sq_db_pool_start(const sq_db_config_t *cfg)
     srv->conns[i] = c;
     t->conns[t->nconns++] = c;
   }
+  return p;
+}
+
+sq_db_pool_t *sq_db_pool_start(const sq_db_config_t *cfg)
+{
+  int n = cfg->threads < 1 ? 1 : cfg->threads > cfg->pool_size ? cfg->pool_size : cfg->threads;
+  sq_db_pool_t *p = pool_new(cfg, n);
+  for (int k = 0; k < p->nthreads; k++) {
+    uv_loop_init(&p->threads[k].own);
+    init_handles(&p->threads[k], &p->threads[k].own);
+  }
   for (int k = 0; k < p->nthreads; k++)
     uv_thread_create(&p->threads[k].tid, thread_main, &p->threads[k]);
+  return p;
+}
+
+sq_db_pool_t *sq_db_pool_start_on(const sq_db_config_t *cfg, uv_loop_t *loop)
+{
+  sq_db_pool_t *p = pool_new(cfg, 1);
+  p->hosted = 1;
+  p->threads[0].out.loop = loop;
+  init_handles(&p->threads[0], loop);
+  open_all(&p->threads[0]);
   return p;
 }
 
@@ -634,7 +668,10 @@ void sq_db_pool_stop(sq_db_pool_t *p)
   sq_db_pool_cancel(p);
   for (int k = 0; k < p->nthreads; k++) {
     sq_db_thread_t *t = &p->threads[k];
-    uv_thread_join(&t->tid);
+    if (p->hosted)
+      sq__dbc_thread_end();  /* on the worker's thread, whose loop has ended */
+    else
+      uv_thread_join(&t->tid);
     sq__db_outbox_free(&t->out);
     free(t->conns);
     free(t->sides);
@@ -650,7 +687,6 @@ void sq_db_pool_stop(sq_db_pool_t *p)
   free(p->threads);
   uv_mutex_destroy(&p->lock);
   free(p);
-  sq__dbc_library_end();
 }
 
 /* Under lock. The thread to wake for shared work on `srv`: the one with the most idle

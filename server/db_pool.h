@@ -1,7 +1,9 @@
-/* The database pool: `pool_size` dedicated threads, each owning one MariaDB connection, fed from
- * one shared job queue. It knows nothing of Lua or HTTP. A job carries its own copies of the SQL
- * and parameters in, and its results out in plain C memory; when done it is appended to the
- * submitting worker's sink, which wakes that worker's loop.
+/* The database pool: `pool_size` connections driven without blocking by `threads` database
+ * threads (each an event loop), fed from one shared job queue; or, with `threads = 0`, one pool
+ * per worker driven by that worker's own loop. It knows nothing of Lua or HTTP. A job carries its
+ * own copies of the SQL and parameters in, and its results out in plain C memory; when done it is
+ * appended to the submitting worker's sink, which wakes that worker's loop (a hosted pool calls
+ * the sink directly).
  *
  * Transactions pin a connection: a BEGIN job returns the connection it ran on, and jobs that name
  * that connection go to its private queue, in order, until COMMIT or ROLLBACK unpins it. */
@@ -113,16 +115,26 @@ typedef struct {
   double wait_seconds, query_seconds;  /* totals */
 } sq_db_stats_t;
 
-/* Main thread. Starts the threads; they connect in the background (with backoff), so a database
- * that is down does not stop start-up. */
+/* Main thread, once before any pool starts and once after every pool has stopped: the client
+ * library's process-wide state. */
+void sq_db_library_init(void);
+void sq_db_library_end(void);
+
+/* Main thread. Starts `cfg->threads` database threads sharing `cfg->pool_size` connections; they
+ * connect in the background (with backoff), so a database that is down does not stop start-up. */
 sq_db_pool_t *sq_db_pool_start(const sq_db_config_t *cfg);
-/* Any thread. Ends the pool's work now, for a forced stop: queued and running jobs fail ("the
- * server is shutting down", delivered to their sinks as usual), later submits fail the same way,
- * connections are reset, and the threads end. A worker waiting on a query with no timeout can
- * then finish. Idempotent; NULL is a no-op. */
+/* A worker's thread (db.threads = 0). A pool of `cfg->pool_size` connections with no thread:
+ * `loop` drives them, and the pool delivers to sinks on that loop by a direct call. Only that
+ * loop's thread may submit to it. */
+sq_db_pool_t *sq_db_pool_start_on(const sq_db_config_t *cfg, uv_loop_t *loop);
+/* Any thread (a hosted pool: its loop's). Ends the pool's work now, for a forced stop or a
+ * hosting worker's end: queued and running jobs fail ("the server is shutting down", delivered to
+ * their sinks as usual), later submits fail the same way, connections are reset, and the threads
+ * end (a hosted pool closes its handles, so that its loop can end). A worker waiting on a query
+ * with no timeout can then finish. Idempotent; NULL is a no-op. */
 void sq_db_pool_cancel(sq_db_pool_t *p);
-/* Main thread, after every worker has stopped submitting. Cancels (above), joins the threads
- * and frees the pool. */
+/* After every submitter has stopped: main's thread (a hosted pool: its loop's thread, after the
+ * loop has ended). Cancels (above), joins the threads and frees the pool. */
 void sq_db_pool_stop(sq_db_pool_t *p);
 
 sq_db_job_t *sq_db_job_new(int op);

@@ -56,7 +56,7 @@ static void force_stop(sq_main_t *m)
   for (int i = 0; i < m->nstarted; i++)
     sq_worker_command(&m->server.workers[i], SQ_WORKER_FORCE);
   /* A worker ends only once its queries have come back, and one with no query_timeout may
-   * never come back by itself: fail them all now. */
+   * never come back by itself: fail them all now (a worker's own pool: the worker does). */
   sq_db_pool_cancel(m->server.db);
 }
 
@@ -137,6 +137,15 @@ static void on_exited(uv_async_t *a)
   uv_close((uv_handle_t *)&m->started, NULL);
 }
 
+/* After the workers have been joined (hosted pools went with them). */
+static void stop_db(sq_server_t *s)
+{
+  sq_db_pool_stop(s->db);
+  s->db = NULL;
+  if (s->cfg->has_db)
+    sq_db_library_end();
+}
+
 /* Serves until SIGTERM/SIGINT. With check_only, one worker loads the app (queries at its top
  * level included, hence a real worker and pool) and the process reports and exits. With test
  * arguments, one worker serves the app on an ephemeral loopback port and runs busted; the
@@ -181,8 +190,11 @@ static int serve(sq_config_t *cfg, int check_only, char **test_args, int ntest_a
     return 1;
   }
   /* Shared by every worker; its threads connect in the background, so a database that is down
-   * does not keep the server from starting (queries fail with 503 until it is back). */
+   * does not keep the server from starting (queries fail with 503 until it is back). With
+   * db.threads = 0 each worker starts a pool of its own instead (worker.c). */
   if (cfg->has_db)
+    sq_db_library_init();
+  if (cfg->has_db && cfg->db.threads > 0)
     s->db = sq_db_pool_start(&cfg->db);
   uint64_t baseline = cfg->reload ? sq_reload_scan(cfg) : 0;
   int started = 0, failed = 0;
@@ -210,7 +222,7 @@ static int serve(sq_config_t *cfg, int check_only, char **test_args, int ntest_a
       uv_run(m.loop, UV_RUN_ONCE);
     for (int i = 0; i < started; i++)
       uv_thread_join(&s->workers[i].thread);
-    sq_db_pool_stop(s->db);
+    stop_db(s);
     /* A signal asked for the stop, as it may at any time: serving exits 0 as after a drain. A
      * check or a test run did not do its job, and a deadline is a failure. */
     if (m.phase == START_SIGNALLED && !check_only && !test_args) {
@@ -233,7 +245,7 @@ static int serve(sq_config_t *cfg, int check_only, char **test_args, int ntest_a
   if (check_only) {
     for (int i = 0; i < started; i++)
       uv_thread_join(&s->workers[i].thread);
-    sq_db_pool_stop(s->db);
+    stop_db(s);
     if (!failed)
       printf("squall: %s: configuration and scripts are ok\n", cfg->path);
     return failed;
@@ -244,7 +256,7 @@ static int serve(sq_config_t *cfg, int check_only, char **test_args, int ntest_a
         sq_worker_command(&s->workers[i], SQ_WORKER_FORCE);
     for (int i = 0; i < started; i++)
       uv_thread_join(&s->workers[i].thread);
-    sq_db_pool_stop(s->db);
+    stop_db(s);
     return 1;
   }
   const char *host = cfg->listen_host;
@@ -259,7 +271,7 @@ static int serve(sq_config_t *cfg, int check_only, char **test_args, int ntest_a
   m.reload = NULL;
   for (int i = 0; i < s->nworkers; i++)
     uv_thread_join(&s->workers[i].thread);
-  sq_db_pool_stop(s->db);
+  stop_db(s);
   uv_loop_close(m.loop);
   int rc = test_args ? s->workers[0].test_rc : 0;
   uv_mutex_destroy(&s->status_lock);

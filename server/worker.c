@@ -109,6 +109,7 @@ static void maybe_finish(sq_worker_t *w)
   uv_close((uv_handle_t *)&w->reaper, NULL);
   uv_close((uv_handle_t *)&w->refused_timer, NULL);
   uv_close((uv_handle_t *)&w->control, NULL);
+  sq_db_pool_cancel(w->db);  /* its own pool's handles close on its next turn of the loop */
 }
 
 /* ---- connections ------------------------------------------------------------------------- */
@@ -347,6 +348,7 @@ static void on_control(uv_async_t *a)
     return;
   begin_drain(w);
   if (cmd == SQ_WORKER_FORCE) {
+    sq_db_pool_cancel(w->db);  /* main cancels the shared pool; this one is the worker's */
     sq_bridge_t *gens[] = {w->bridge, w->loading, w->pending};
     for (size_t i = 0; i < sizeof gens / sizeof *gens; i++)
       if (gens[i])
@@ -435,6 +437,9 @@ static void on_first_load(sq_bridge_t *b, const char *err, void *arg)
     sq_bridge_run_tests(w->bridge, w->test_args, w->ntest_args, on_tests_done, w);
 }
 
+/* Worker i's part of `total` split among n: the first total % n get one more. */
+static int share(int total, int n, int i) { return total / n + (i < total % n); }
+
 static void worker_main(void *arg)
 {
   sq_worker_t *w = arg;
@@ -455,9 +460,22 @@ static void worker_main(void *arg)
   }
   w->env.on_closed = on_conn_closed;
   w->env.owner = w;
+  if (w->cfg->has_db && w->cfg->db.threads == 0) {
+    /* The worker's share of the pool, driven by its own loop: no hand-off to another thread, and
+     * each worker's queries wake MariaDB from its own core. The limits are shared out too, so
+     * that the server as a whole keeps the configured totals. */
+    sq_db_config_t mine = w->cfg->db;
+    int n = w->server->nworkers, i = w->id - 1;
+    mine.pool_size = share(mine.pool_size, n, i);
+    mine.min_idle = share(mine.min_idle, n, i);
+    mine.max_queue = share(mine.max_queue, n, i);
+    if (mine.max_queue < 1)
+      mine.max_queue = 1;
+    w->db = sq_db_pool_start_on(&mine, &w->loop);
+  }
   w->bridge_host = (sq_bridge_host_t){.loop = &w->loop,
                                       .id = w->id,
-                                      .db = w->cfg->has_db ? w->server->db : NULL,
+                                      .db = w->db ? w->db : w->cfg->has_db ? w->server->db : NULL,
                                       .listen_fd = w->listen_fd,
                                       .draining = &w->env.draining,
                                       .settled = on_bridge_settled,
@@ -474,6 +492,8 @@ static void worker_main(void *arg)
   }
   uv_run(&w->loop, UV_RUN_DEFAULT);
   mark_finished(w);
+  sq_db_pool_stop(w->db);
+  w->db = NULL;
   sq_bridge_free(w->bridge);
   sq_bridge_free(w->loading);
   sq_bridge_free(w->pending);

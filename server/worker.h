@@ -51,6 +51,7 @@ typedef struct sq_worker_s {
    * the connections themselves, and the current generation as their handler. */
   sq_conn_env_t env;
   sq_bridge_host_t bridge_host;  /* what its generations see of it */
+  sq_db_pool_t *db;           /* its own pool (db.threads = 0), else NULL: the server's is shared */
   int start_rc;               /* set by the thread before it sets start_done */
   atomic_int start_done;      /* worker → main: 1 once start_rc is set (then `started` is sent) */
   char start_err[1024];

@@ -197,6 +197,7 @@ class CheckTest(unittest.TestCase):
              "init_sql": ["SET time_zone = '+00:00'", "SET SESSION sql_mode = 'STRICT_ALL_TABLES'"]},
             {"threads": 1, "init_sql": Lua("{}")},
             {"threads": 64, "pool_size": 512, "min_idle": 512},
+            {"threads": 0, "pool_size": 2},   # each worker drives its own share on its loop
         ]
         for db in cases:
             with self.subTest(db=db):
@@ -204,7 +205,7 @@ class CheckTest(unittest.TestCase):
 
     def test_bad_engine_values_are_named(self):
         cases = [
-            ({"threads": 0}, "db.threads"),
+            ({"threads": -1}, "db.threads"),
             ({"threads": 65, "pool_size": 100}, "db.threads"),
             ({"threads": 1.5}, "db.threads"),
             ({"threads": "2"}, "db.threads"),
@@ -233,6 +234,10 @@ class CheckTest(unittest.TestCase):
     def test_threads_above_the_default_pool_size_is_rejected(self):
         res = self.check(self.make(config=self.db_config(threads=5)))    # pool_size defaults to 4
         self.assertCheckFails(res, "db.threads", "db.pool_size")
+
+    def test_no_database_threads_with_fewer_connections_than_workers_is_rejected(self):
+        res = self.check(self.make(config=dict(self.db_config(threads=0, pool_size=3), workers=4)))
+        self.assertCheckFails(res, "db.pool_size", "workers", "db.threads = 0")
 
     def test_min_idle_above_pool_size_is_rejected_naming_both(self):
         res = self.check(self.make(config=self.db_config(min_idle=3, pool_size=2)))

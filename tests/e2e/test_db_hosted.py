@@ -1,0 +1,147 @@
+"""No database threads (db.threads = 0): each worker drives its own share of the connections on its
+own loop, and results reach the requests by a direct call instead of a wake-up. The behaviours
+the threaded pool is tested for hold here too (the same test classes, run again in this mode);
+what is new is checked on top: several workers each with their own connections, their per-worker
+figures and limits, and a drain that ends each worker's pool with the worker."""
+
+import signal
+import time
+
+import dbharness
+import harness
+import test_db_concurrency
+import test_db_engine
+import test_db_lifecycle
+import test_db_shutdown
+import test_db_transactions
+from dbharness import in_parallel, timed, unique_name
+
+TABLE = unique_name("hosted_rows")
+N_REQUESTS = 400
+HOSTED = {"threads": 0}
+
+
+def setUpModule():
+    test_db_shutdown.setUpModule()
+
+
+def tearDownModule():
+    test_db_shutdown.tearDownModule()
+
+
+# ---- what the threaded pool is tested for, on one worker's own pool --------------------------
+# The same classes with the same settings, threads = 0 instead; one worker where the test reads
+# the pool's figures (db.stats() is the answering worker's pool).
+
+def hosted_from(base):
+    return dict(base.db, **HOSTED)
+
+
+class HostedTransactionTest(test_db_transactions.TransactionTest):
+    db = hosted_from(test_db_transactions.TransactionTest)
+
+
+class HostedPoolConcurrencyTest(test_db_concurrency.PoolConcurrencyTest):
+    db = hosted_from(test_db_concurrency.PoolConcurrencyTest)
+    config = {"workers": 1}
+
+
+class HostedWorkerNotBlockedTest(test_db_concurrency.WorkerNotBlockedTest):
+    db = hosted_from(test_db_concurrency.WorkerNotBlockedTest)
+
+
+class HostedCompletionBatchingTest(test_db_concurrency.CompletionBatchingTest):
+    db = hosted_from(test_db_concurrency.CompletionBatchingTest)
+
+
+class HostedKillQueryTest(test_db_engine.KillQueryOnOneThreadTest):
+    db = hosted_from(test_db_engine.KillQueryOnOneThreadTest)
+    config = {"workers": 1}
+
+
+class HostedLostConnectionTest(test_db_engine.LostConnectionOnOneThreadTest):
+    db = hosted_from(test_db_engine.LostConnectionOnOneThreadTest)
+    config = {"workers": 1}
+
+
+class HostedMaxLifetimeTest(test_db_lifecycle.MaxLifetimeTest):
+    db = hosted_from(test_db_lifecycle.MaxLifetimeTest)
+    config = {"workers": 1}
+
+
+class HostedIdleShrinkTest(test_db_lifecycle.IdleShrinkTest):
+    db = hosted_from(test_db_lifecycle.IdleShrinkTest)
+    config = {"workers": 1}
+
+
+class HostedInitSqlTest(test_db_lifecycle.InitSqlTest):
+    db = hosted_from(test_db_lifecycle.InitSqlTest)
+    config = {"workers": 1}
+
+
+class HostedForcedStopTest(test_db_shutdown.ForcedStopWithQueriesOutTest):
+    """A forced stop cancels each worker's own pool (main cancels only a shared one)."""
+
+    def start(self, shutdown_timeout):
+        self.db = dbharness.shared_db()
+        self.server = dbharness.db_server(self.db, dict(HOSTED, query_timeout=0, pool_size=2),
+                                          {"shutdown_timeout": shutdown_timeout})
+        self.server.start()
+        self.addCleanup(self.server.kill)
+
+
+# ---- several workers, each with its own connections -------------------------------------------
+
+class HostedWorkersTest(dbharness.DbServerTestCase):
+    db = dict(HOSTED, pool_size=8, queue_timeout=20)
+    config = {"workers": 2}
+
+    @classmethod
+    def setUpDatabase(cls, db):
+        values = ", ".join("(%d, 'row-%d')" % (i, i * 13) for i in range(1, N_REQUESTS + 1))
+        db.sql("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (id INT PRIMARY KEY, "
+               "val VARCHAR(20) NOT NULL) ENGINE=InnoDB; INSERT INTO {t} VALUES {v}"
+               .format(t=TABLE, v=values))
+
+    @classmethod
+    def tearDownDatabase(cls, db):
+        db.sql("DROP TABLE IF EXISTS %s" % TABLE)
+
+    def test_concurrent_requests_on_two_workers_get_their_own_rows_over_all_8_connections(self):
+        def one(i):   # SLEEP(0.02) in the statement: requests hold their connections at once
+            return harness.request(self.port, "GET", "/e/row?t=%s&id=%d&s=0.02" % (TABLE, i),
+                                   timeout=30)
+
+        elapsed, responses = timed(in_parallel, one, [(i,) for i in range(1, N_REQUESTS + 1)], 40)
+        conns = set()
+        for i, r in enumerate(responses, 1):
+            doc = self.assertJson(r, 200)
+            self.assertEqual((doc["id"], doc["val"], doc["echo"]), (i, "row-%d" % (i * 13), i), doc)
+            conns.add(doc["conn"])
+        # Each worker has 4 of the 8; 40 clients at once reach both workers.
+        self.assertEqual(len(conns), 8, "the two workers' 4 + 4 connections were not all used: %r"
+                         % sorted(conns))
+        self.assertLess(elapsed, 6.0, "the connections did not run their statements at once")
+
+    def test_stats_are_the_answering_workers_own_share(self):
+        _, seen = dbharness.poll(self.pool_stats, lambda s: s["open"] == 4, 5)
+        self.assertEqual((seen[-1]["size"], seen[-1]["open"]), (4, 4), seen[-1])
+
+
+class HostedDrainTest(dbharness.DbServerTestCase):
+    db = dict(HOSTED, pool_size=4)
+    config = {"workers": 2}
+
+    def test_a_drain_waits_for_queries_then_each_workers_pool_ends_with_it(self):
+        tag = "hosted_drain_%d" % time.monotonic_ns()
+        slow = harness.ThreadResult(self.get, "/c/sleep?s=1&tag=" + tag, 10)
+        dbharness.poll(lambda: self.database.processlist("%" + tag + "%"), bool, 5.0, 0.05)
+        t0 = time.monotonic()
+        self.server.signal(signal.SIGTERM)
+        self.assertJson(slow.get(), 200, {"slept": 0, "tag": tag})
+        self.server.expect_clean_exit(10)
+        self.assertLess(time.monotonic() - t0, 5, "the drain did not end once the query came back")
+
+
+if __name__ == "__main__":
+    harness.main()
