@@ -147,7 +147,9 @@ def main():
                            f"p99 no worse on {n_p99_ok} of {n_p99}; server CPU per query ratio "
                            + ("; ".join(cpu_lines) if cpu_lines else "not measured (no queries20 row)"))
     md += ["", f"Squall at db.pool_size = {pool}" + ("" if dbthreads == "-" else f", db.threads = {dbthreads}")
-           + " (connections shared by its 2 workers); nginx-lua at the pool size (idle connections kept per "
+           + (" (each of its 2 workers driving half of them on its own loop)" if dbthreads == "0"
+              else " (connections shared by its 2 workers)")
+           + "; nginx-lua at the pool size (idle connections kept per "
            "worker, `set_keepalive`) that gave it the most req/s on that row, shown in parentheses; all of "
            "nginx's columns come from that pool size (the sweep below has the others). Medians over the "
            "repetitions. Server CPU us/req = utime+stime of the server's whole process tree (Squall: all "
@@ -224,7 +226,8 @@ def main():
                 best_lines.append(f"best for {name} at {conns} connections ({tr}): pool_size {best[0]}, threads "
                                   f"{'default' if best[1] == '-' else best[1]}")
         md += ["", "## Squall pool_size x threads sweep", ""] + table(head, rows, 3)
-        md += ["", "threads = db.threads (database threads; `default` = the key not set). "
+        md += ["", "threads = db.threads (database threads; 0: none, each worker drives half of the connections; "
+               "`default` = the key not set). "
                "/ nginx-lua best = req/s over nginx-lua's best median on the same row and transport."]
         md += [""] + [f"- {l}" for l in best_lines]
 

@@ -12,7 +12,7 @@
 #   NGINX_POOLS="4 16 32"   nginx-lua's pool (set_keepalive size, per worker); each main row runs
 #                   at every size and Squall is compared with the best
 #   NGINX_BACKLOG=  when set, also connect with pool_size=POOL, backlog=N (a hard cap + queue)
-#   POOLS="2 4 8 16" THREADS_LIST="1 2"  Squall's sweep, on SWEEP_ROWS="db-256 queries20-256"
+#   POOLS="2 4 8 16" THREADS_LIST="0 1 2"  Squall's sweep, on SWEEP_ROWS="db-256 queries20-256"
 #                   (THREADS_LIST is skipped when the binary does not accept db.threads)
 #   SOCKET=1        the main rows again with both servers on MariaDB's unix socket
 #   CEILING=0       1: the database ceiling Q (bench/dbceiling.c, unix socket, POOL connections)
@@ -29,7 +29,7 @@ DBTHREADS=${DBTHREADS:-}
 NGINX_POOLS=${NGINX_POOLS:-"4 16 32"}
 NGINX_BACKLOG=${NGINX_BACKLOG:-}
 POOLS=${POOLS:-"2 4 8 16"}
-THREADS_LIST=${THREADS_LIST:-"1 2"}
+THREADS_LIST=${THREADS_LIST:-"0 1 2"}
 SWEEP_ROWS=${SWEEP_ROWS-"db-256 queries20-256"}   # may be empty: no sweep
 SOCKET=${SOCKET:-1}
 CEILING=${CEILING:-0}
@@ -362,7 +362,7 @@ done
   echo "rows: $ROWS"
   echo "dbthreads: $DBTHREADS"
   echo "load: wrk $(dpkg-query -W -f='${Version}' wrk) -t$THREADS, ${DURATION}s per run after ${WARMUP}s warm-up, median of $REPEAT, fresh server process per run, Squall and nginx interleaved"
-  has squall && echo "squall: build-release (CMAKE_BUILD_TYPE=Release), bench/config-db.lua: workers=2, app scripts/app.lua, db.pool_size=$POOL$([ "$DBTHREADS" = - ] || echo ", db.threads=$DBTHREADS") on the main rows (connections shared by both workers)"
+  has squall && echo "squall: build-release (CMAKE_BUILD_TYPE=Release), bench/config-db.lua: workers=2, app scripts/app.lua, db.pool_size=$POOL$([ "$DBTHREADS" = - ] || echo ", db.threads=$DBTHREADS") on the main rows ($([ "$DBTHREADS" = 0 ] && echo "each worker driving half of the connections on its own loop" || echo "connections shared by both workers"))"
   has nginx && echo "nginx: $(nginx -v 2>&1 | sed 's/.*: //') + lua-nginx-module $(dpkg-deb -f "$(ls "$DEBS"/libnginx-mod-http-lua_*.deb | tail -1)" Version) + lua-resty-mysql $(awk -F'|' '$2 ~ /^ *lua-resty-mysql *$/ {gsub(/ /, "", $4); print substr($4, 1, 12)}' "$PEERS/README.md"), bench/nginx-db.conf.in: 2 workers, pool = set_keepalive size per worker (${NGINX_POOLS// /, })$([ -z "$NGINX_BACKLOG" ] || echo ", connect pool_size = pool, backlog = $NGINX_BACKLOG")"
   echo "mariadb: $(/usr/sbin/mariadbd --version 2>/dev/null | sed 's/^.*Ver //'), tools/db.sh (innodb_buffer_pool_size=128M, innodb_flush_log_at_trx_commit=2), TCP 127.0.0.1:$DB_TCP_PORT, pid $DB_PID, RSS $(awk '/^VmRSS:/ {printf "%.0f MiB", $2/1024}' "/proc/$DB_PID/status")"
   [ "$CEILING" = 1 ] && echo "ceiling: bench/dbceiling.c, the /db prepared point select in a loop on $POOL connections over the unix socket, no HTTP"
