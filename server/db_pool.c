@@ -403,8 +403,6 @@ static void on_poll(uv_poll_t *h, int status, int events)
 
 /* ---- threads ----------------------------------------------------------------------------- */
 
-static void on_wake(uv_async_t *a);
-
 static void on_flush(uv_check_t *h)
 {
   sq_db_thread_t *t = h->data;

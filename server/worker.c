@@ -492,8 +492,6 @@ static void worker_main(void *arg)
   }
   uv_run(&w->loop, UV_RUN_DEFAULT);
   mark_finished(w);
-  sq_db_pool_stop(w->db);
-  w->db = NULL;
   sq_bridge_free(w->bridge);
   sq_bridge_free(w->loading);
   sq_bridge_free(w->pending);
@@ -503,6 +501,10 @@ static void worker_main(void *arg)
   w->bridge = w->loading = w->pending = NULL;
   sq_static_free(w->statics);  /* no connection (so no body being sent) and no lookup left */
   w->statics = NULL;
+  /* After the generations: closing a Lua state may collect an open transaction, whose __gc
+   * submits its rollback (refused at once, the pool being cancelled, but it needs the pool). */
+  sq_db_pool_stop(w->db);
+  w->db = NULL;
   if (uv_loop_close(&w->loop) != 0)
     sq_log(SQ_LOG_WARN, "worker %d: loop closed with handles still open", w->id);
   /* -1 tells the main thread this thread is done; the async only wakes it up. */
