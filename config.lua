@@ -2,7 +2,8 @@
 -- The database settings point at the private server that tools/db.sh runs (var/mariadb).
 return {
   listen = "127.0.0.1:8080",
-  -- workers = 2,              -- default: the number of CPUs
+  workers = 2,                 -- default: the number of CPUs; db below was measured with 2
+                               -- (without it, keep db.pool_size >= the CPUs: db.threads = 0)
   scripts = "scripts",
   app = "app",
   debug = false,
@@ -31,13 +32,16 @@ return {
     user = "squall",
     password = "squall",
     database = "squall",
-    -- Measured on a 2-core machine (`MODE=db bash bench/run.sh`, 2026-12-04): 8 connections
-    -- driven by 2 database threads served /queries?queries=20 at 256 clients and /fortunes at
-    -- 64 best (3,345 and 33,200 req/s, 1.84x and 1.43x nginx + lua-resty-mysql); one thread is
-    -- a little cheaper per request (/db: 14.9 against 18.5 us at 4 connections) but the single
-    -- thread then shares a core with the MariaDB threads it wakes, and 4 connections leave
-    -- /fortunes short of queries in flight.
-    pool_size = 8,
-    threads = 2,
+    -- Measured on a 2-core machine (`MODE=db bash bench/run.sh`, 2026-12-05): no database
+    -- thread, each of the 2 workers driving 8 of the 16 connections on its own loop, was the
+    -- best of pool_size 8 and 16 x threads 0, 1 and 2 on every route swept (/queries?queries=20
+    -- at 64 clients: 4,063 req/s, 1.53x nginx + lua-resty-mysql, at 0.63x its CPU per query).
+    -- One database thread shared a core with the MariaDB threads it woke, and the kernel left
+    -- the other core idle 12% of the time; two cost more wake-ups per query. With threads = 0
+    -- a worker busy in Lua reads its connections only once it is done: prefer threads >= 1 for
+    -- handlers that compute for long between queries. threads = 0 shares pool_size out among
+    -- the workers, so it needs pool_size >= workers.
+    pool_size = 16,
+    threads = 0,
   },
 }
