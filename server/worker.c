@@ -501,8 +501,8 @@ static void worker_main(void *arg)
   w->bridge = w->loading = w->pending = NULL;
   sq_static_free(w->statics);  /* no connection (so no body being sent) and no lookup left */
   w->statics = NULL;
-  /* After the generations: closing a Lua state may collect an open transaction, whose __gc
-   * submits its rollback (refused at once, the pool being cancelled, but it needs the pool). */
+  /* After the generations: freeing them releases what their tasks still hold, an open
+   * transaction's rollback included, which is submitted to this pool. */
   sq_db_pool_stop(w->db);
   w->db = NULL;
   if (uv_loop_close(&w->loop) != 0)

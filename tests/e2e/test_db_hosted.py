@@ -5,6 +5,7 @@ what is new is checked on top: several workers each with their own connections, 
 figures and limits, and a drain that ends each worker's pool with the worker."""
 
 import signal
+import threading
 import time
 
 import dbharness
@@ -88,6 +89,23 @@ class HostedForcedStopTest(test_db_shutdown.ForcedStopWithQueriesOutTest):
                                           {"shutdown_timeout": shutdown_timeout})
         self.server.start()
         self.addCleanup(self.server.kill)
+
+    def test_forced_stop_while_a_transaction_waits_outside_the_database_rolls_it_back(self):
+        # The task sleeps on a timer holding its pinned connection, with no job out: the forced
+        # stop abandons it, and its transaction must still end rolled back on the worker's own
+        # pool, which is cancelled in the same stroke.
+        self.start(shutdown_timeout=1)
+        path = "/d/tx-sleep?t=%s&id=310&s=%d&how=timer" % (test_db_shutdown.TABLE, test_db_shutdown.SLEEP)
+        threading.Thread(target=lambda: self.server.request("POST", path, timeout=15),
+                         daemon=True).start()
+        dirty = ("SET SESSION TRANSACTION ISOLATION LEVEL READ UNCOMMITTED; SELECT COUNT(*) FROM %s "
+                 "WHERE id = 310" % test_db_shutdown.TABLE)   # sees the uncommitted first insert
+        _, seen = dbharness.poll(lambda: self.db.sql(dirty), lambda rows: rows == [["1"]], 5.0, 0.05)
+        self.assertEqual(seen[-1], [["1"]], "the transaction never began\n" + self.server.log()[-2000:])
+        self.server.signal(signal.SIGTERM)
+        self.server.expect_clean_exit(6)
+        rows = self.db.sql("SELECT id FROM %s WHERE id BETWEEN 310 AND 311" % test_db_shutdown.TABLE)
+        self.assertEqual(rows, [], "the transaction's first insert survived the forced stop")
 
 
 # ---- several workers, each with its own connections -------------------------------------------
