@@ -15,10 +15,7 @@ import test_db_engine
 import test_db_lifecycle
 import test_db_shutdown
 import test_db_transactions
-from dbharness import in_parallel, timed, unique_name
 
-TABLE = unique_name("hosted_rows")
-N_REQUESTS = 400
 HOSTED = {"threads": 0}
 
 
@@ -110,32 +107,12 @@ class HostedForcedStopTest(test_db_shutdown.ForcedStopWithQueriesOutTest):
 
 # ---- several workers, each with its own connections -------------------------------------------
 
-class HostedWorkersTest(dbharness.DbServerTestCase):
+class HostedWorkersTest(test_db_engine.RowsBurst, dbharness.DbServerTestCase):
     db = dict(HOSTED, pool_size=8, queue_timeout=20)
     config = {"workers": 2}
 
-    @classmethod
-    def setUpDatabase(cls, db):
-        values = ", ".join("(%d, 'row-%d')" % (i, i * 13) for i in range(1, N_REQUESTS + 1))
-        db.sql("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (id INT PRIMARY KEY, "
-               "val VARCHAR(20) NOT NULL) ENGINE=InnoDB; INSERT INTO {t} VALUES {v}"
-               .format(t=TABLE, v=values))
-
-    @classmethod
-    def tearDownDatabase(cls, db):
-        db.sql("DROP TABLE IF EXISTS %s" % TABLE)
-
     def test_concurrent_requests_on_two_workers_get_their_own_rows_over_all_8_connections(self):
-        def one(i):   # SLEEP(0.02) in the statement: requests hold their connections at once
-            return harness.request(self.port, "GET", "/e/row?t=%s&id=%d&s=0.02" % (TABLE, i),
-                                   timeout=30)
-
-        elapsed, responses = timed(in_parallel, one, [(i,) for i in range(1, N_REQUESTS + 1)], 40)
-        conns = set()
-        for i, r in enumerate(responses, 1):
-            doc = self.assertJson(r, 200)
-            self.assertEqual((doc["id"], doc["val"], doc["echo"]), (i, "row-%d" % (i * 13), i), doc)
-            conns.add(doc["conn"])
+        elapsed, conns = self.burst()
         # Each worker has 4 of the 8; 40 clients at once reach both workers.
         self.assertEqual(len(conns), 8, "the two workers' 4 + 4 connections were not all used: %r"
                          % sorted(conns))
