@@ -13,6 +13,7 @@ import harness
 import test_db_concurrency
 import test_db_engine
 import test_db_lifecycle
+import test_db_network
 import test_db_shutdown
 import test_db_transactions
 
@@ -74,6 +75,17 @@ class HostedIdleShrinkTest(test_db_lifecycle.IdleShrinkTest):
 
 class HostedInitSqlTest(test_db_lifecycle.InitSqlTest):
     db = hosted_from(test_db_lifecycle.InitSqlTest)
+    config = {"workers": 1}
+
+
+class HostedBlackholeTest(test_db_network.BlackholeTest):
+    """The deadlines hold with the watchdog and the KILL side connection on the worker's loop."""
+    db = hosted_from(test_db_network.BlackholeTest)
+    config = {"workers": 1}
+
+
+class HostedAbandonedKillTest(test_db_network.AbandonedKillTest):
+    db = hosted_from(test_db_network.AbandonedKillTest)
     config = {"workers": 1}
 
 
