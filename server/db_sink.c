@@ -102,6 +102,8 @@ static void hand_over(struct sq__db_batch_s *b)
 
 void sq__db_outbox_flush(sq_db_outbox_t *o)
 {
+  if (o->n == 0)
+    return;  /* most turns of a hosted pool's loop: keep the array */
   if (!o->loop) {
     for (int i = 0; i < o->n; i++)
       hand_over(&o->b[i]);
