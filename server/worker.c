@@ -469,13 +469,13 @@ static void worker_main(void *arg)
     mine.pool_size = share(mine.pool_size, n, i);
     mine.min_idle = share(mine.min_idle, n, i);
     mine.max_queue = share(mine.max_queue, n, i);
-    if (mine.max_queue < 1)
-      mine.max_queue = 1;
+    if (mine.max_queue < 1 && w->cfg->db.max_queue > 0)
+      mine.max_queue = 1;  /* a queue was allowed: no worker is left without one */
     w->db = sq_db_pool_start_on(&mine, &w->loop);
   }
   w->bridge_host = (sq_bridge_host_t){.loop = &w->loop,
                                       .id = w->id,
-                                      .db = w->db ? w->db : w->cfg->has_db ? w->server->db : NULL,
+                                      .db = w->db ? w->db : w->server->db,
                                       .listen_fd = w->listen_fd,
                                       .draining = &w->env.draining,
                                       .settled = on_bridge_settled,

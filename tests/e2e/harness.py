@@ -605,6 +605,17 @@ def read_head(s):
     raise AssertionError("no Content-Length in %r" % head)
 
 
+def read_response(s):
+    """Reads a whole response with a Content-Length; returns its body."""
+    length, body = read_head(s)
+    while len(body) < length:
+        chunk = s.recv(length - len(body))
+        if not chunk:
+            raise AssertionError("closed after %d of %d body bytes" % (len(body), length))
+        body += chunk
+    return body
+
+
 def chunked(*pieces, ext=None, trailers=()):
     """A chunked body from pieces (bytes/str); ext appended to each size line; trailers list."""
     out = b""

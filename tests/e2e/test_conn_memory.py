@@ -13,7 +13,7 @@ import socket
 import time
 
 import harness
-from harness import build_request, read_head, small_window
+from harness import build_request, read_head, read_response, small_window
 
 MIB = 1 << 20
 BIG = b"0123456789abcdef" * 65536  # the app's 1 MiB block (/big/:mib repeats it)
@@ -128,10 +128,7 @@ class SlowButUsefulReaderTest(harness.ServerTestCase):
             self.assertGreater(time.monotonic() - started, 2.5, "read too fast to span the windows")
             self.assertTrue(body == BIG * 8, "the body is not the one sent")
             s.sendall(build_request("GET", "/hello/again"))
-            length, body = read_head(s)
-            while len(body) < length:
-                body += s.recv(length - len(body))
-            self.assertEqual(body, b"Hello, again")
+            self.assertEqual(read_response(s), b"Hello, again")
         self.assertNotIn("send_min_rate", self.server.log())
 
 

@@ -25,17 +25,18 @@ def tearDownModule():
 
 
 class ForcedStopWithQueriesOutTest(harness.ServerTestCase):
+    db_config = {"query_timeout": 0, "pool_size": 2}
 
     def start(self, shutdown_timeout):
         self.db = dbharness.shared_db()
-        self.server = dbharness.db_server(self.db, {"query_timeout": 0, "pool_size": 2},
-                                          {"shutdown_timeout": shutdown_timeout})
+        self.server = dbharness.db_server(self.db, self.db_config, {"shutdown_timeout": shutdown_timeout})
         self.server.start()
         self.addCleanup(self.server.kill)
 
-    def in_background(self, method, path, tag):
+    def in_background(self, method, path, tag, ready=None):
         """Sends the request from a thread (its answer does not matter: a forced stop may close
-        the connection without one) and waits until its statement runs in the database."""
+        the connection without one) and waits until its statement runs in the database, or until
+        ready() is true."""
         def send():
             try:
                 self.server.request(method, path, timeout=SLEEP + 10)
@@ -43,7 +44,8 @@ class ForcedStopWithQueriesOutTest(harness.ServerTestCase):
                 pass
         threading.Thread(target=send, daemon=True).start()
         # At least one: the other copy of this file (plain / ASan) may run the same statement.
-        _, seen = dbharness.poll(lambda: self.db.processlist("%" + tag + "%"), bool, 5.0, 0.05)
+        ready = ready or (lambda: bool(self.db.processlist("%" + tag + "%")))
+        _, seen = dbharness.poll(ready, bool, 5.0, 0.05)
         self.assertTrue(seen[-1], "the request's statement never ran\n" + self.server.log()[-2000:])
 
     def test_second_signal_ends_a_query_that_has_no_timeout(self):

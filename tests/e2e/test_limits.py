@@ -6,7 +6,7 @@ import socket
 import time
 
 import harness
-from harness import build_request, chunked, read_head, small_window
+from harness import build_request, chunked, read_head, read_response, small_window
 
 TOO_LARGE = ("Payload Too Large", "Content Too Large", "Request Entity Too Large")
 
@@ -350,12 +350,7 @@ class SlowReaderTest(harness.ServerTestCase):
             self.assertGreater(time.monotonic() - started, 1.2, "read too fast to test the timeouts")
             self.assertTrue(body == b"0123456789abcdef" * (length // 16), "the body is not the one sent")
             s.sendall(build_request("GET", "/hello/again"))
-            length, body = read_head(s)
-            while len(body) < length:
-                chunk = s.recv(length - len(body))
-                self.assertTrue(chunk, "closed inside the second response")
-                body += chunk
-            self.assertEqual(body, b"Hello, again")
+            self.assertEqual(read_response(s), b"Hello, again")
 
 
 class MaxConnectionsTest(harness.ServerTestCase):
