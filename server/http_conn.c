@@ -474,11 +474,6 @@ static void write_rest(sq_conn_t *c, uv_buf_t *bufs, unsigned nbufs, size_t took
   }
   bufs->base += took;
   bufs->len -= (unsigned)took;
-  if (c->timer_mode != SQ_T_SEND) {
-    uint64_t now = uv_now(c->env->loop);
-    c->after_send_mode = c->timer_mode;
-    c->after_send_secs = c->deadline > now ? (double)(c->deadline - now) / 1000.0 : 0;
-  }
   c->writing = 1;
   c->wreq.data = c;
   if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, nbufs, on_write) < 0) {

@@ -5,11 +5,8 @@
  * request sets error_status and fails the parse.
  *
  * Thread: the connection's worker. */
-#include <string.h>
-
 #include "http_conn_internal.h"
 #include "http_msg.h"
-#include "log.h"
 
 static int count_header_bytes(sq_conn_t *c, size_t n)
 {
