@@ -20,7 +20,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -160,7 +159,6 @@ def measure(name, start):
         per = (after - before) * 1024 / N
         print("%-7s %6d idle connections: RSS %7.1f -> %7.1f MiB, %6.0f bytes (%.2f KB) each"
               % (name, N, before / 1024, after / 1024, per, per / 1000), flush=True)
-        return per
     finally:
         for s in conns:
             s.close()

@@ -82,6 +82,13 @@ THREADS_OK=1
 check_threads_key() {
   if SQUALL_BENCH_THREADS=1 SQUALL_BENCH_DB_PORT=$DB_TCP_PORT "$SQUALL_BIN" --check -c "$SQUALL_BENCH_CONFIG" \
       >"$RUNDIR/check-threads.log" 2>&1; then
+    # Builds before db.threads = 0 (workers driving their own connections) accept 1 but not 0.
+    if ! SQUALL_BENCH_THREADS=0 SQUALL_BENCH_DB_PORT=$DB_TCP_PORT "$SQUALL_BIN" --check -c "$SQUALL_BENCH_CONFIG" \
+        >"$RUNDIR/check-threads0.log" 2>&1; then
+      [ "$DBTHREADS" != 0 ] || die "DBTHREADS=0 but this squall rejects it: $(head -1 "$RUNDIR/check-threads0.log")"
+      THREADS_LIST=$(echo " $THREADS_LIST " | sed 's/ 0 / /g')
+      log "this squall rejects db.threads = 0: left out of THREADS_LIST"
+    fi
     return
   fi
   THREADS_OK=0

@@ -125,7 +125,7 @@ class Attack:
 
     def step(self):
         """One round: send pending requests, read READ_BYTES from each reader."""
-        for key, ev in self.sel.select(timeout=0):
+        for key, _ in self.sel.select(timeout=0):
             s, st = key.fileobj, key.data
             if not st["sent"]:
                 try:

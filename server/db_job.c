@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A query's job is made and freed on its worker's thread, and filled on a database thread in
- * between: six allocations and as many frees a query (the job, its SQL and parameters, the
+/* A query's job is made and freed on its worker's thread (a rollback nobody waits for is freed
+ * by the pool), and filled on a database thread in between: six allocations and as many frees a query (the job, its SQL and parameters, the
  * result's columns, cells and strings). Each thread keeps a few freed jobs with their buffers
  * instead, so a steady stream of queries allocates nothing. Buffers grown past SQ_JOB_KEEP_BYTES
  * by an unusual query are not kept. Under AddressSanitizer jobs are really freed, so that a use
@@ -60,6 +60,8 @@ void sq_db_job_free(sq_db_job_t *j)
   if (!j)
     return;
   if (nspares >= SQ_JOB_SPARES || j->in.cap > SQ_JOB_KEEP_BYTES || j->res.arena.cap > SQ_JOB_KEEP_BYTES ||
+      (size_t)j->params_cap * sizeof *j->params > SQ_JOB_KEEP_BYTES ||
+      j->res.cols_cap * sizeof *j->res.cols > SQ_JOB_KEEP_BYTES ||
       j->res.cells_cap * sizeof *j->res.cells > SQ_JOB_KEEP_BYTES) {
     free_buffers(j);
     free(j);
@@ -68,6 +70,17 @@ void sq_db_job_free(sq_db_job_t *j)
   j->next = spares;
   spares = j;
   nspares++;
+}
+
+void sq_db_job_spares_free(void)
+{
+  while (spares) {
+    sq_db_job_t *j = spares;
+    spares = j->next;
+    free_buffers(j);
+    free(j);
+  }
+  nspares = 0;
 }
 
 void sq__db_res_reserve(sq_db_result_t *r, int ncols, size_t nrows)
@@ -90,7 +103,7 @@ void sq__db_res_reserve(sq_db_result_t *r, int ncols, size_t nrows)
 void sq_db_job_param(sq_db_job_t *j, const sq_db_value_t *v, const char *str)
 {
   if (j->nparams == j->params_cap) {
-    j->params_cap += 8;
+    j->params_cap = j->params_cap ? j->params_cap * 2 : 8;  /* a long list parameter: 16k ids */
     j->params = sq_realloc(j->params, sizeof *j->params * (size_t)j->params_cap);
   }
   sq_db_value_t *p = &j->params[j->nparams++];

@@ -534,6 +534,7 @@ static void thread_main(void *arg)
   open_all(t);
   uv_run(&t->own, UV_RUN_DEFAULT);
   uv_loop_close(&t->own);
+  sq_db_job_spares_free();
   sq__dbc_thread_end();
 }
 

@@ -139,6 +139,8 @@ void sq_db_pool_stop(sq_db_pool_t *p);
 
 sq_db_job_t *sq_db_job_new(int op);
 void sq_db_job_free(sq_db_job_t *job);
+/* Frees the calling thread's recycled jobs: once, as the thread ends. */
+void sq_db_job_spares_free(void);
 /* Adds a parameter; strings are copied into the job. */
 void sq_db_job_param(sq_db_job_t *job, const sq_db_value_t *v, const char *str);
 

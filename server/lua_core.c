@@ -198,8 +198,6 @@ static int l_log(lua_State *L)
   return 0;
 }
 
-/* core.now(): monotonic seconds, for rate limits in Lua (os.clock is CPU time, os.time has
- * whole seconds and jumps with the wall clock). */
 /* core.escape_html(s): one pass over s, and s itself when nothing needs escaping (most text).
  * string.gsub with a replacement table is not compiled by LuaJIT and copies every string it is
  * given; a template escapes each value it prints. */
@@ -209,8 +207,10 @@ static int l_escape_html(lua_State *L)
   const char *s = luaL_checklstring(L, 1, &n);
   while (i < n && s[i] != '&' && s[i] != '<' && s[i] != '>' && s[i] != '"' && s[i] != '\'')
     i++;
-  if (i == n)
-    return 1;  /* (luaL_checklstring made a number a string in place) */
+  if (i == n) {
+    lua_settop(L, 1);  /* s itself (luaL_checklstring made a number a string in place) */
+    return 1;
+  }
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   luaL_addlstring(&b, s, i);
@@ -228,6 +228,8 @@ static int l_escape_html(lua_State *L)
   return 1;
 }
 
+/* core.now(): monotonic seconds, for rate limits in Lua (os.clock is CPU time, os.time has
+ * whole seconds and jumps with the wall clock). */
 static int l_now(lua_State *L)
 {
   lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e9);

@@ -505,6 +505,7 @@ static void worker_main(void *arg)
    * transaction's rollback included, which is submitted to this pool. */
   sq_db_pool_stop(w->db);
   w->db = NULL;
+  sq_db_job_spares_free();
   if (uv_loop_close(&w->loop) != 0)
     sq_log(SQ_LOG_WARN, "worker %d: loop closed with handles still open", w->id);
   /* -1 tells the main thread this thread is done; the async only wakes it up. */

@@ -35,20 +35,18 @@ function _M.current()
   return c
 end
 
--- The host starts a request on coroutine `co` (it passes it: coroutine.running() is not compiled
--- by LuaJIT, and calling it here would end the trace of every request's entry, leaving the rest of
--- the request to the interpreter): nothing of the previous request on this coroutine may leak in.
--- The new state is made on first use (current), so a request that never asks costs no table, and
--- only a lookup here.
-function _M.begin_request(co)
-  if of[co] ~= nil then of[co] = nil end
-end
-
 -- The request or task on `co` (default: the running coroutine) ended; the host will reuse it.
 function _M.leave(co)
   co = co or key()
   if of[co] ~= nil then of[co] = nil end
 end
+
+-- The host starts a request on coroutine `co`: nothing of the previous request on it may leak in,
+-- which is what leaving it does. The host passes `co` (coroutine.running() is not compiled by
+-- LuaJIT, and calling it would end the trace of every request's entry, leaving the rest of the
+-- request to the interpreter). The new state is made on first use (current), so a request that
+-- never asks costs no table, and only a lookup here.
+_M.begin_request = _M.leave
 
 -- A fresh request state for the running coroutine (`squall test` between two tests).
 function _M.reset()

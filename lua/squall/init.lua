@@ -55,17 +55,6 @@ request.set_abort(_M.abort)
 
 -- ---- helpers -------------------------------------------------------------------------------
 
--- Escapes text for HTML element content and attribute values (& < > " '); any value is first
--- made a string with tostring. The work is core.escape_html's (server/lua_core.c).
-local escape
-function _M.escape_html(s)
-  escape = escape or require("squall.core").escape_html
-  if type(s) ~= "string" then s = tostring(s) end
-  return escape(s)
-end
-
--- ---- tasks ---------------------------------------------------------------------------------
-
 -- squall.core is the C host's module; required on first use so that pure modules (router,
 -- request, response) stay loadable by plain busted.
 local core
@@ -73,6 +62,15 @@ local function host()
   core = core or require "squall.core"
   return core
 end
+
+-- Escapes text for HTML element content and attribute values (& < > " '); any value is first
+-- made a string with tostring. The work is core.escape_html's (server/lua_core.c).
+function _M.escape_html(s)
+  if type(s) ~= "string" then s = tostring(s) end
+  return host().escape_html(s)
+end
+
+-- ---- tasks ---------------------------------------------------------------------------------
 
 -- config.lua's `settings` table (with `settings_env` applied): the same data in every worker and
 -- every generation, each a copy of its own. Empty outside the host (plain busted).

@@ -221,8 +221,7 @@ end
 function Row:reload()
   local st = rows.state(self)
   local m = st.model
-  local r = run("SELECT * FROM " .. ident(m.table, "table") .. " WHERE " .. ident(m.pk, "column") .. " = ?",
-                rawget(self, m.pk))[1]
+  local r = run(m.find_sql, rawget(self, m.pk))[1]
   if not r then error("squall.model: " .. m.table .. " row " .. tostring(rawget(self, m.pk)) .. " is gone", 2) end
   for k in pairs(self) do self[k] = nil end
   st.rel = nil

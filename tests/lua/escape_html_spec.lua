@@ -13,6 +13,10 @@ describe("squall.escape_html", function()
     assert.equal("", squall.escape_html(""))
   end)
 
+  it("returns its first argument, not whatever was passed after it", function()
+    assert.equal("abc", require("squall.core").escape_html("abc", "extra"))
+  end)
+
   it("makes any other value a string first", function()
     assert.equal("42", squall.escape_html(42))
     assert.equal("nil", squall.escape_html(nil))
