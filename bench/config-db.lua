@@ -5,6 +5,7 @@
 --   SQUALL_BENCH_POOL       db.pool_size
 --   SQUALL_BENCH_THREADS    db.threads; the key is only set when this is set (older binaries
 --                           reject it)
+--   SQUALL_BENCH_PIPELINE  db.pipeline; the key is only set when this is set
 --   SQUALL_BENCH_SOCKET=1   connect over the unix socket SQUALL_BENCH_DB_SOCKET; otherwise over
 --                           TCP to SQUALL_BENCH_DB_HOST:SQUALL_BENCH_DB_PORT
 local getenv = (os and os.getenv) or function() return nil end
@@ -23,6 +24,8 @@ else
 end
 local threads = getenv("SQUALL_BENCH_THREADS")
 if threads and threads ~= "" then db.threads = tonumber(threads) end
+local pipeline = getenv("SQUALL_BENCH_PIPELINE")
+if pipeline and pipeline ~= "" then db.pipeline = tonumber(pipeline) end
 
 return {
   listen = "127.0.0.1:" .. (getenv("SQUALL_BENCH_PORT") or "8081"),

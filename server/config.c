@@ -77,6 +77,7 @@ static const field_t db_fields[] = {
   {"max_lifetime", F_SECONDS, OFF(db.max_lifetime), 0, 31536000, NULL},
   {"idle_timeout", F_SECONDS, OFF(db.idle_timeout), 0, 31536000, NULL},
   {"min_idle", F_INT, OFF(db.min_idle), 0, 512, NULL},
+  {"pipeline", F_INT, OFF(db.pipeline), 1, 64, NULL},
   {"init_sql", F_SQL_LIST, 0, 0, 0, NULL},
   {NULL, 0, 0, 0, 0, NULL},
 };
@@ -134,6 +135,7 @@ static void set_defaults(sq_config_t *c)
   c->db.max_lifetime = 0;
   c->db.idle_timeout = 0;
   c->db.min_idle = 1;
+  c->db.pipeline = 1;
 }
 
 static char *resolve(const char *dir, const char *p)

@@ -4,7 +4,9 @@
  *   db_job.c        jobs and job queues; the error a job carries
  *   db_sink.c       a worker's sink, and the outbox that batches finished jobs per sink
  *   db_stmt_cache.c prepared statements of one connection, by SQL, least recently used out
+ *   db_wire.c       a prepared statement's execution as bytes: the request and its answer
  *   db_mysql.c      one connection as a non-blocking state machine (the only user of mysql.h)
+ *   db_pipe.c       statements pipelined on a connection over db_wire.c, past Connector/C
  *   db_pool.c       servers, database threads and their loops, scheduling and pinning
  *   db_watchdog.c   each database thread's tick: deadlines, KILL QUERY, lifetimes, idle shrink
  */
@@ -27,6 +29,59 @@ void sq__db_res_reserve(sq_db_result_t *r, int ncols, size_t nrows);
 sq_db_job_t *sq__db_pop(sq_db_job_t **head, sq_db_job_t **tail);
 void sq__db_push(sq_db_job_t **head, sq_db_job_t **tail, sq_db_job_t *j);
 uint64_t sq__db_hash(const char *s, size_t n);
+
+/* Database thread. Result building: a column's name, a string value (copied into the arena),
+ * and one more row of r->ncols zeroed cells (the cells may move: index them after this). */
+void sq__db_res_column(sq_db_result_t *r, int i, const char *name, size_t len);
+void sq__db_res_string(sq_db_result_t *r, sq_db_value_t *v, const char *s, size_t len);
+sq_db_value_t *sq__db_res_add_row(sq_db_result_t *r);
+void sq__db_push_front(sq_db_job_t **head, sq_db_job_t **tail, sq_db_job_t *j);
+
+/* ---- the wire (db_wire.c) ---------------------------------------------------------------- */
+
+typedef struct {
+  unsigned year, month, day, hour, minute, second;
+  unsigned long second_part;
+  int neg;
+} sq_db_time_t;
+
+/* A date or time value as text, `type` the column's protocol type (DATE, TIME, DATETIME or
+ * TIMESTAMP), with `decimals` fractional digits (0..6). */
+size_t sq__db_format_time(char *out, size_t n, const sq_db_time_t *t, int type, unsigned decimals);
+
+typedef struct {
+  uint8_t type, decimals;      /* protocol type and fractional digits */
+  uint16_t flags;
+  uint32_t name_off, name_len; /* into the statement's names */
+} sq_wire_col_t;
+
+/* A prepared statement as the wire needs it: what Connector/C said when it prepared it, then
+ * what the server sends again when it changes (its result columns after an ALTER TABLE). */
+typedef struct {
+  uint32_t id;
+  int nparams;
+  int renewed;                 /* the server sent new columns: Connector/C's are out of date */
+  int ncols, cols_cap;
+  sq_wire_col_t *cols;
+  sq_buf_t names;
+} sq_wire_stmt_t;
+
+/* Makes room for `ncols` columns, forgetting the old ones. */
+void sq__wire_stmt_columns(sq_wire_stmt_t *st, int ncols);
+void sq__wire_stmt_free(sq_wire_stmt_t *st);
+/* Appends the COM_STMT_EXECUTE of the job's parameters; -1 (nothing appended) when it would not
+ * fit one packet. */
+int sq__wire_execute(sq_buf_t *out, uint32_t stmt_id, const sq_db_job_t *j);
+
+/* Where the reading of one answer stands. Zeroed for each. */
+typedef struct {
+  int state, discard, col, ncols;
+} sq_wire_reader_t;
+
+/* Takes one packet of the answer to `j`'s execute of `st` into the job: 1 when the answer is
+ * complete (a server error is in the job), 0 when more packets belong to it, -1 when the bytes
+ * make no sense (the connection cannot be trusted any more). */
+int sq__wire_read(sq_wire_reader_t *rd, sq_wire_stmt_t *st, sq_db_job_t *j, const unsigned char *p, size_t len);
 
 /* ---- the outbox (db_sink.c) -------------------------------------------------------------- */
 
@@ -104,6 +159,9 @@ void sq__dbc_library_init(void);
 void sq__dbc_library_end(void);
 void sq__dbc_thread_init(void);
 void sq__dbc_thread_end(void);
+/* The statement `j` (a query) would run with, when it can be pipelined: prepared and cached on
+ * this connection, its parameter count right, no CALL. NULL: run it with sq__dbc_run. */
+sq_wire_stmt_t *sq__dbc_wire_stmt(sq_dbc_t *d, const sq_db_job_t *j);
 /* Whether the errno says a statement was interrupted by KILL QUERY. */
 int sq__dbc_errno_is_kill(unsigned code);
 /* Closes and frees without waiting for the server. `abort`: reset the connection, discarding
@@ -143,6 +201,7 @@ struct sq_db_conn_s {
   int counted_idle;            /* in t->nidle */
   int pinned;                  /* a transaction holds it; down while pinned = the tx is lost */
   sq_db_job_t *q_head, *q_tail;  /* jobs of its transaction */
+  struct sq_db_pipe_s *pipe;   /* db_pipe.c: statements in flight past Connector/C */
 };
 
 /* A database server and the connections to it. Jobs wait in its queue for any of them. */
@@ -192,15 +251,39 @@ struct sq_db_pool_s {
   int stop;
   /* under lock */
   int busy;
-  uint64_t queries, errors, exhausted, timeouts, wait_ns, query_ns;
+  uint64_t queries, errors, exhausted, timeouts, piped, wait_ns, query_ns;
 };
 
-/* db_pool.c, for the watchdog; database thread. */
+/* db_pool.c, for the watchdog and db_pipe.c; database thread. */
+int sq__db_watch(sq_db_conn_t *c, int w);
+/* Accounts for a job that ended on `c` (a timeout when `c` had a KILL out for it) and hands it
+ * over; c->started is when it began. */
+void sq__db_job_finished(sq_db_conn_t *c, sq_db_job_t *j);
+/* The last pipelined statement of `c` was answered: it is idle again, or replaced. */
+void sq__db_pipe_drained(sq_db_conn_t *c);
 void sq__db_conn_open(sq_db_conn_t *c);
 void sq__db_conn_drop(sq_db_conn_t *c, int abort);
 void sq__db_conn_finish(sq_db_conn_t *c, int w);
 /* Fails every job of a server's queue; under nothing, takes pool->lock. */
 void sq__db_fail_queue(sq_db_server_t *srv, sq_db_outbox_t *out, int cls, const char *msg);
+/* db_pipe.c. Statements in flight on `c` (0: none, or Connector/C runs c->job), the oldest. */
+int sq__db_pipe_n(const sq_db_conn_t *c);
+sq_db_job_t *sq__db_pipe_head(const sq_db_conn_t *c);
+/* Sends `j` down `c`'s pipeline (written by sq__db_pipe_send or at the end of the loop
+ * iteration): 1, or 0 when it cannot be pipelined there. An idle `c` becomes busy. */
+int sq__db_pipe_take(sq_db_conn_t *c, sq_db_job_t *j);
+/* Takes queued jobs into c's pipeline, up to db.pipeline, while no connection is idle. */
+void sq__db_pipe_fill(sq_db_conn_t *c);
+void sq__db_pipe_send(sq_db_conn_t *c);
+/* c's socket is ready (SQ_DBC_*). */
+void sq__db_pipe_ready(sq_db_conn_t *c, int ready);
+/* Fails what is in flight (keeping an error a job has already) and forgets it. */
+void sq__db_pipe_fail(sq_db_conn_t *c, int cls, unsigned code, const char *state, const char *msg);
+/* The end of a loop iteration: pipelines take what was queued meanwhile, and every connection
+ * writes what it was given, in one send. */
+void sq__db_pipe_flush_all(sq_db_thread_t *t);
+void sq__db_pipe_free(sq_db_conn_t *c);
+
 /* db_watchdog.c: the tick's period and its work. */
 #define SQ_DB_TICK_MS 50
 void sq__db_tick(uv_timer_t *timer);

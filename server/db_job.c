@@ -100,6 +100,37 @@ void sq__db_res_reserve(sq_db_result_t *r, int ncols, size_t nrows)
   memset(r->cells, 0, ncells * sizeof *r->cells);
 }
 
+void sq__db_res_column(sq_db_result_t *r, int i, const char *name, size_t len)
+{
+  r->cols[i].name_off = (uint32_t)r->arena.len;
+  r->cols[i].name_len = (uint32_t)len;
+  sq_buf_append(&r->arena, name, len);
+}
+
+void sq__db_res_string(sq_db_result_t *r, sq_db_value_t *v, const char *s, size_t len)
+{
+  v->kind = SQ_DB_STRING;
+  v->len = (uint32_t)len;
+  v->v.off = r->arena.len;
+  sq_buf_append(&r->arena, s, len);
+}
+
+sq_db_value_t *sq__db_res_add_row(sq_db_result_t *r)
+{
+  size_t n = (size_t)r->ncols, need = (r->nrows + 1) * n + 1;
+  if (need > r->cells_cap) {
+    size_t cap = r->cells_cap ? r->cells_cap : 16;
+    while (cap < need)
+      cap *= 2;
+    r->cells = sq_realloc(r->cells, cap * sizeof *r->cells);
+    r->cells_cap = cap;
+  }
+  sq_db_value_t *row = &r->cells[r->nrows * n];
+  memset(row, 0, n * sizeof *row);
+  r->nrows++;
+  return row;
+}
+
 void sq_db_job_param(sq_db_job_t *j, const sq_db_value_t *v, const char *str)
 {
   if (j->nparams == j->params_cap) {
@@ -142,6 +173,14 @@ void sq__db_push(sq_db_job_t **head, sq_db_job_t **tail, sq_db_job_t *j)
   else
     *head = j;
   *tail = j;
+}
+
+void sq__db_push_front(sq_db_job_t **head, sq_db_job_t **tail, sq_db_job_t *j)
+{
+  j->next = *head;
+  *head = j;
+  if (!*tail)
+    *tail = j;
 }
 
 uint64_t sq__db_hash(const char *s, size_t n)

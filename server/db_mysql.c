@@ -47,6 +47,8 @@ typedef struct {
   int ncols;
   MYSQL_BIND *rbind;
   out_col_t *rout;
+  int wire_state;               /* 0 not looked at yet, 1 pipelinable (`wire`), -1 not */
+  sq_wire_stmt_t wire;
 } pstmt_t;
 
 enum op { OP_NONE, OP_CONNECT, OP_JOB, OP_KILL };
@@ -124,6 +126,7 @@ static void close_pstmt(void *handle)
   pstmt_t *ps = handle;
   mysql_stmt_close(ps->stmt);  /* COM_STMT_CLOSE: no answer to wait for */
   free_binding(ps);
+  sq__wire_stmt_free(&ps->wire);
   free(ps);
 }
 
@@ -156,21 +159,6 @@ static void fail_stmt(sq_dbc_t *d)
 
 /* ---- results ----------------------------------------------------------------------------- */
 
-static void add_column(sq_db_result_t *r, int i, const char *name, size_t len)
-{
-  r->cols[i].name_off = (uint32_t)r->arena.len;
-  r->cols[i].name_len = (uint32_t)len;
-  sq_buf_append(&r->arena, name, len);
-}
-
-static void put_string(sq_db_result_t *r, sq_db_value_t *v, const char *s, size_t len)
-{
-  v->kind = SQ_DB_STRING;
-  v->len = (uint32_t)len;
-  v->v.off = r->arena.len;
-  sq_buf_append(&r->arena, s, len);
-}
-
 static int is_integer_type(enum enum_field_types t)
 {
   return t == MYSQL_TYPE_TINY || t == MYSQL_TYPE_SHORT || t == MYSQL_TYPE_LONG || t == MYSQL_TYPE_INT24 ||
@@ -184,21 +172,8 @@ static int is_time_type(enum enum_field_types t)
 
 static size_t format_time(char *out, size_t n, const MYSQL_TIME *t, enum enum_field_types type, unsigned decimals)
 {
-  size_t len;
-  if (type == MYSQL_TYPE_DATE)
-    return (size_t)snprintf(out, n, "%04u-%02u-%02u", t->year, t->month, t->day);
-  if (type == MYSQL_TYPE_TIME)
-    len = (size_t)snprintf(out, n, "%s%02u:%02u:%02u", t->neg ? "-" : "", t->day * 24 + t->hour, t->minute,
-                           t->second);
-  else
-    len = (size_t)snprintf(out, n, "%04u-%02u-%02u %02u:%02u:%02u", t->year, t->month, t->day, t->hour,
-                           t->minute, t->second);
-  if (decimals > 0 && decimals <= 6) {
-    char frac[8];
-    snprintf(frac, sizeof frac, "%06lu", t->second_part);
-    len += (size_t)snprintf(out + len, n - len, ".%.*s", (int)decimals, frac);
-  }
-  return len;
+  sq_db_time_t w = {t->year, t->month, t->day, t->hour, t->minute, t->second, t->second_part, t->neg};
+  return sq__db_format_time(out, n, &w, (int)type, decimals);
 }
 
 /* Copies a stored text-protocol result into the job (EXEC, or what the server cannot prepare). */
@@ -216,7 +191,7 @@ static void read_text_result(sq_dbc_t *d, MYSQL_RES *res)
   r->nrows = (size_t)mysql_num_rows(res);
   sq__db_res_reserve(r, r->ncols, r->nrows);
   for (int i = 0; i < r->ncols; i++)
-    add_column(r, i, f[i].name, f[i].name_length);
+    sq__db_res_column(r, i, f[i].name, f[i].name_length);
   MYSQL_ROW row;
   for (size_t n = 0; (row = mysql_fetch_row(res)) != NULL; n++) {
     unsigned long *lens = mysql_fetch_lengths(res);
@@ -234,7 +209,7 @@ static void read_text_result(sq_dbc_t *d, MYSQL_RES *res)
         v->kind = SQ_DB_DOUBLE;
         v->v.d = strtod(row[i], NULL);
       } else {
-        put_string(r, v, row[i], lens[i]);
+        sq__db_res_string(r, v, row[i], lens[i]);
       }
     }
   }
@@ -306,7 +281,7 @@ static void read_stmt_result(sq_dbc_t *d)
   r->nrows = (size_t)mysql_stmt_num_rows(st);
   sq__db_res_reserve(r, ncols, r->nrows);
   for (int i = 0; i < ncols; i++)
-    add_column(r, i, f[i].name, f[i].name_length);
+    sq__db_res_column(r, i, f[i].name, f[i].name_length);
   int rc = mysql_stmt_bind_result(st, b) ? 1 : 0;
   for (size_t n = 0; rc == 0; n++) {
     rc = mysql_stmt_fetch(st);
@@ -330,15 +305,15 @@ static void read_stmt_result(sq_dbc_t *d)
           one.buffer = big;
           one.buffer_length = o[i].len;
           mysql_stmt_fetch_column(st, &one, (unsigned)i, 0);
-          put_string(r, v, big, o[i].len);
+          sq__db_res_string(r, v, big, o[i].len);
           free(big);
         } else {
-          put_string(r, v, o[i].buf, o[i].len);
+          sq__db_res_string(r, v, o[i].buf, o[i].len);
         }
       } else {
         char tbuf[64];
         size_t tl = format_time(tbuf, sizeof tbuf, &o[i].v.t, f[i].type, f[i].decimals);
-        put_string(r, v, tbuf, tl);
+        sq__db_res_string(r, v, tbuf, tl);
       }
     }
   }
@@ -365,6 +340,51 @@ static int reads_only(const char *sql, size_t len)
     i++;
   return (len - i > 6 && strncasecmp(sql + i, "select", 6) == 0) ||
          (len - i > 4 && strncasecmp(sql + i, "with", 4) == 0);
+}
+
+/* The wire's view of a prepared statement, from what Connector/C read when it prepared it. FLOAT
+ * and BIT columns stay with Connector/C, whose conversions of them are its own. */
+static int describe(pstmt_t *ps, const char *sql, size_t len)
+{
+  size_t i = 0;
+  while (i < len && (sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\r' || sql[i] == '\n'))
+    i++;
+  if (len - i >= 4 && strncasecmp(sql + i, "call", 4) == 0)
+    return -1;  /* results and OUT parameters of a procedure: Connector/C's business */
+  MYSQL_STMT *st = ps->stmt;
+  unsigned ncols = mysql_stmt_field_count(st);
+  const MYSQL_FIELD *f = ncols ? mariadb_stmt_fetch_fields(st) : NULL;
+  if (ncols && !f)
+    return -1;
+  for (unsigned k = 0; k < ncols; k++)
+    if (f[k].type == MYSQL_TYPE_FLOAT || f[k].type == MYSQL_TYPE_BIT)
+      return -1;
+  sq_wire_stmt_t *w = &ps->wire;
+  w->id = (uint32_t)st->stmt_id;
+  w->nparams = (int)mysql_stmt_param_count(st);
+  sq__wire_stmt_columns(w, (int)ncols);
+  for (unsigned k = 0; k < ncols; k++) {
+    w->cols[k] = (sq_wire_col_t){.type = (uint8_t)f[k].type, .decimals = (uint8_t)f[k].decimals,
+                                 .flags = (uint16_t)f[k].flags, .name_off = (uint32_t)w->names.len,
+                                 .name_len = f[k].name_length};
+    sq_buf_append(&w->names, f[k].name, f[k].name_length);
+  }
+  return 1;
+}
+
+sq_wire_stmt_t *sq__dbc_wire_stmt(sq_dbc_t *d, const sq_db_job_t *j)
+{
+  if (j->op != SQ_DB_QUERY || j->uncached || !d->up || d->wait != W_NONE)
+    return NULL;
+  sq_stmt_t *e = sq__stmt_cache_get(&d->cache, j->in.data, j->sql_len, sq__db_hash(j->in.data, j->sql_len));
+  if (!e)
+    return NULL;
+  pstmt_t *ps = e->handle;
+  if (ps->wire_state == 0)
+    ps->wire_state = describe(ps, j->in.data, j->sql_len);
+  if (ps->wire_state < 0 || ps->wire.nparams != j->nparams)
+    return NULL;
+  return &ps->wire;
 }
 
 /* Binds the job's parameters; 0, or -1 with the job failed when their count is wrong. */
@@ -437,6 +457,12 @@ static void begin_prepared(sq_dbc_t *d)
 {
   sq_db_job_t *j = d->job;
   d->entry = j->uncached ? NULL : sq__stmt_cache_get(&d->cache, j->in.data, j->sql_len, d->hash);
+  if (d->entry && ((pstmt_t *)d->entry->handle)->wire.renewed) {
+    /* Its columns changed under the wire code (db_pipe.c), which took the new ones: Connector/C
+     * would read this result with the old ones. Nothing is in flight: prepare it anew. */
+    sq__stmt_cache_remove(&d->cache, d->entry);
+    d->entry = NULL;
+  }
   d->cached = d->entry != NULL;
   if (d->entry) {
     d->ps = d->entry->handle;

@@ -42,6 +42,7 @@ static void serve_lost_tx(sq_db_conn_t *c);
 /* ---- sockets ----------------------------------------------------------------------------- */
 
 static void on_poll(uv_poll_t *h, int status, int events);
+static int watch(sq_db_conn_t *c, int w) { return sq__db_watch(c, w); }
 
 static void on_poll_closed(uv_handle_t *h) { free(h); }
 
@@ -57,7 +58,7 @@ static void unwatch(sq_db_conn_t *c)
 /* Polls the connection's socket for what its operation waits on (w: SQ_DBC_*). The socket can
  * change during a connect (another address tried), so it is looked up each time. 0, or -1 when
  * it cannot be polled. */
-static int watch(sq_db_conn_t *c, int w)
+int sq__db_watch(sq_db_conn_t *c, int w)
 {
   int fd = sq__dbc_fd(c->dbc);
   if (c->poll && c->poll_fd != fd)
@@ -127,6 +128,8 @@ static void abandon_kill(sq_db_conn_t *side)
 void sq__db_conn_drop(sq_db_conn_t *c, int abort)
 {
   sq_db_pool_t *p = pool_of(c);
+  sq__db_pipe_fail(c, SQ_DB_ERR_UNAVAILABLE, 2013 /* CR_SERVER_LOST */, "08S01",
+                   "the connection was dropped with this statement in flight");
   unwatch(c);
   sq__dbc_free(c->dbc, abort);
   c->dbc = NULL;
@@ -258,20 +261,17 @@ static void connected(sq_db_conn_t *c)
   }
 }
 
-static void job_done(sq_db_conn_t *c)
+void sq__db_job_finished(sq_db_conn_t *c, sq_db_job_t *j)
 {
   sq_db_pool_t *p = pool_of(c);
-  sq_db_job_t *j = c->job;
   uint64_t now = uv_hrtime();
-  c->job = NULL;
-  c->state = SQ_CONN_IDLE;
-  c->last_used = now;
   if (c->killed && j->err_class == SQ_DB_ERR_QUERY && sq__dbc_errno_is_kill(j->err_code)) {
     char m[160];
     snprintf(m, sizeof m, "query timed out after %gs and was killed", c->srv->cfg.query_timeout);
     sq__db_job_error(j, SQ_DB_ERR_TIMEOUT, 1969 /* ER_STATEMENT_TIMEOUT */, "70100", m);
   }
   c->killed = 0;
+  c->last_used = now;
   uv_mutex_lock(&p->lock);
   p->busy--;
   p->queries++;
@@ -284,9 +284,18 @@ static void job_done(sq_db_conn_t *c)
     j->conn = c;
   else if (j->op == SQ_DB_BEGIN || j->op == SQ_DB_COMMIT || j->op == SQ_DB_ROLLBACK)
     c->pinned = 0;
-  int pinned = c->pinned;
   uv_mutex_unlock(&p->lock);
   sq__db_outbox_add(&c->t->out, j);
+}
+
+/* After its job (or its pipeline's last): idle again, or dropped, or replaced. */
+static void after_jobs(sq_db_conn_t *c)
+{
+  sq_db_pool_t *p = pool_of(c);
+  c->state = SQ_CONN_IDLE;
+  uv_mutex_lock(&p->lock);
+  int pinned = c->pinned;
+  uv_mutex_unlock(&p->lock);
   if (!sq__dbc_up(c->dbc) || c->kill_unsure) {
     sq__db_conn_drop(c, 0);
     if (pinned)
@@ -296,10 +305,18 @@ static void job_done(sq_db_conn_t *c)
   /* Recycled between jobs, never inside a transaction; the spread keeps the connections opened
    * together at start-up from all being replaced at the same moment. */
   double life = c->srv->cfg.max_lifetime * (1.0 - 0.1 * c->index / c->srv->nconns);
-  if (life > 0 && !pinned && now - c->opened > (uint64_t)(life * 1e9)) {
+  if (life > 0 && !pinned && uv_hrtime() - c->opened > (uint64_t)(life * 1e9)) {
     sq__db_conn_drop(c, 0);
     sq__db_conn_open(c);
   }
+}
+
+static void job_done(sq_db_conn_t *c)
+{
+  sq_db_job_t *j = c->job;
+  c->job = NULL;
+  sq__db_job_finished(c, j);
+  after_jobs(c);
 }
 
 static void feed(sq_db_conn_t *c);
@@ -352,6 +369,10 @@ static void feed(sq_db_conn_t *c)
     uv_mutex_unlock(&p->lock);
     if (!j)
       return;
+    if (sq__db_pipe_take(c, j)) {
+      sq__db_pipe_fill(c);  /* written at the end of the loop iteration, all in one send */
+      return;
+    }
     c->job = j;
     c->state = SQ_CONN_BUSY;
     c->started = now;
@@ -388,9 +409,24 @@ void sq__db_conn_finish(sq_db_conn_t *c, int w)
   }
 }
 
+void sq__db_pipe_drained(sq_db_conn_t *c)
+{
+  after_jobs(c);
+  if (c->state == SQ_CONN_IDLE) {
+    watch(c, SQ_DBC_READ);
+    feed(c);
+  }
+}
+
 static void on_poll(uv_poll_t *h, int status, int events)
 {
   sq_db_conn_t *c = h->data;
+  if (sq__db_pipe_n(c) > 0) {
+    sq__db_pipe_ready(c, status < 0 ? SQ_DBC_READ | SQ_DBC_WRITE
+                                    : (events & UV_READABLE ? SQ_DBC_READ : 0) |
+                                          (events & UV_WRITABLE ? SQ_DBC_WRITE : 0));
+    return;
+  }
   if (c->state == SQ_CONN_IDLE) {
     /* Nothing was asked: the server closed the connection or said why it will. */
     sq__db_conn_drop(c, 0);
@@ -407,6 +443,8 @@ static void on_flush(uv_check_t *h)
 {
   sq_db_thread_t *t = h->data;
   sq__db_outbox_flush(&t->out);
+  if (t->conns[0]->srv->cfg.pipeline > 1)
+    sq__db_pipe_flush_all(t);
 }
 
 /* Ends everything on this thread: the workers are gone (or, hosted, its worker is ending), so
@@ -417,6 +455,7 @@ static void stop_thread(sq_db_thread_t *t)
   t->stopping = 1;
   for (int i = 0; i < t->nconns + t->pool->nservers; i++) {
     sq_db_conn_t *c = i < t->nconns ? t->conns[i] : &t->sides[i - t->nconns];
+    sq__db_pipe_fail(c, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", SHUTTING_DOWN);
     if (c->job) {
       if (!c->side) {
         uv_mutex_lock(&t->pool->lock);
@@ -677,8 +716,10 @@ void sq_db_pool_stop(sq_db_pool_t *p)
   }
   for (int s = 0; s < p->nservers; s++) {
     sq_db_server_t *srv = &p->servers[s];
-    for (int i = 0; i < srv->nconns; i++)
+    for (int i = 0; i < srv->nconns; i++) {
+      sq__db_pipe_free(srv->conns[i]);
       free(srv->conns[i]);
+    }
     free(srv->conns);
     sq_db_config_clear(&srv->cfg);
   }
@@ -764,6 +805,7 @@ void sq_db_stats(sq_db_pool_t *p, sq_db_stats_t *out)
   out->errors = p->errors;
   out->exhausted = p->exhausted;
   out->timeouts = p->timeouts;
+  out->piped = p->piped;
   out->wait_seconds = (double)p->wait_ns / 1e9;
   out->query_seconds = (double)p->query_ns / 1e9;
   uv_mutex_unlock(&p->lock);

@@ -33,6 +33,7 @@ typedef struct {
   double max_lifetime;      /* seconds a connection lives before it is replaced; 0 = forever */
   double idle_timeout;      /* seconds idle before a connection is closed; 0 = never */
   int min_idle;             /* connections kept open however long they idle */
+  int pipeline;             /* statements in flight per connection; 1 = one at a time */
   char **init_sql;          /* statements run on every new connection, in order */
   int ninit_sql;
 } sq_db_config_t;
@@ -112,6 +113,7 @@ typedef struct {
   int size, open, busy, waiting;   /* open: connections currently connected */
   uint64_t queries, errors;        /* errors: failed statements, not counting the two below */
   uint64_t exhausted, timeouts;    /* jobs refused or expired in the queue; queries past query_timeout */
+  uint64_t piped;                  /* queries sent while another was in flight on their connection */
   double wait_seconds, query_seconds;  /* totals */
 } sq_db_stats_t;
 

@@ -49,8 +49,11 @@ static void give_up(sq_db_conn_t *c)
   sq_db_conn_t *side = &c->t->sides[c->srv - c->t->pool->servers];
   if (side->target == c)
     sq__db_conn_drop(side, 1);
-  sq__dbc_cont(c->dbc, 0);  /* ends the operation as lost: the job fails, the connection is down */
-  sq_db_job_t *j = c->job;
+  sq_db_job_t *j = sq__db_pipe_head(c);
+  if (!j) {
+    sq__dbc_cont(c->dbc, 0);  /* ends the operation as lost: the job fails, the connection is down */
+    j = c->job;
+  }
   char m[200];
   if (j->op == SQ_DB_COMMIT)
     snprintf(m, sizeof m,
@@ -62,6 +65,10 @@ static void give_up(sq_db_conn_t *c)
              c->srv->cfg.query_timeout);
   c->killed = 1;  /* job_done's accounting of a timeout, whatever the library said */
   sq__db_job_error(j, SQ_DB_ERR_TIMEOUT, 1969 /* ER_STATEMENT_TIMEOUT */, "70100", m);
+  if (j != c->job) {
+    sq__db_conn_drop(c, 1);  /* fails the pipeline: this statement with its timeout, those behind it as lost */
+    return;
+  }
   sq__db_conn_finish(c, 0);
 }
 
@@ -82,7 +89,7 @@ static void check_conn(sq_db_conn_t *c, uint64_t now)
     }
     if (cfg->query_timeout <= 0 || age(c->started, now) <= seconds_ns(cfg->query_timeout))
       break;
-    if (!c->killed && (c->job->op == SQ_DB_QUERY || c->job->op == SQ_DB_EXEC))
+    if (!c->killed && (!c->job || c->job->op == SQ_DB_QUERY || c->job->op == SQ_DB_EXEC))
       c->killed = send_kill(c);
     if (age(c->started, now) > seconds_ns(cfg->query_timeout) + SQ_DB_GRACE_NS)
       give_up(c);

@@ -569,6 +569,8 @@ static int l_db_stats(lua_State *L)
   lua_setfield(L, -2, "exhausted");
   lua_pushnumber(L, (lua_Number)s.timeouts);
   lua_setfield(L, -2, "timeouts");
+  lua_pushnumber(L, (lua_Number)s.piped);
+  lua_setfield(L, -2, "pipelined");
   lua_pushnumber(L, s.wait_seconds);
   lua_setfield(L, -2, "wait_time");
   lua_pushnumber(L, s.query_seconds);

@@ -36,7 +36,7 @@ DB_APP = os.path.join(HERE, "db_app", "dbapp.lua")
 
 
 # db.stats() of the second-generation engine (server/db_pool.h, sq_db_stats_t).
-ENGINE_STATS = ("size", "open", "busy", "waiting", "queries", "errors", "exhausted", "timeouts",
+ENGINE_STATS = ("size", "open", "busy", "waiting", "queries", "errors", "exhausted", "timeouts", "pipelined",
                 "wait_time", "query_time")
 
 

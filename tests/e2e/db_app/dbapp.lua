@@ -138,6 +138,21 @@ app:post("/types/large", function(req)
   return { same = (rows[1].tx_long == big), len = rows[1].len, lua_len = #rows[1].tx_long }
 end)
 
+-- The same, read back twice in one row: past 16 MiB the row comes as several protocol packets.
+app:post("/types/large-twice", function(req)
+  local t = tbl(req)
+  local size = num(req, "size")
+  local big = string.rep("0123456789abcdef", math.ceil(size / 16)):sub(1, size)
+  local ins = db.query("INSERT INTO " .. t .. " (tx_long) VALUES (?)", big)
+  local out = {}
+  for i = 1, 2 do  -- the second run of the statement is pipelined when db.pipeline allows
+    local r = db.query("SELECT tx_long, tx_long AS again, LENGTH(tx_long) AS len FROM " .. t .. " WHERE id = ?",
+                       ins.insert_id)[1]
+    out[i] = { same = r.tx_long == big and r.again == big, len = r.len }
+  end
+  return out
+end)
+
 -- ---- transactions --------------------------------------------------------------------------
 
 -- POST /tx/commit?t= {"rows": [[id, balance], ...]}: one transaction inserting the rows; it
