@@ -55,9 +55,10 @@ def main():
         notes = [l.rstrip("\n") for l in f if l.strip()]
     pool = int(env_value(env, "pool") or "4")
     dbthreads = env_value(env, "dbthreads") or "-"
+    pipeline = env_value(env, "pipeline") or "1"
     max_other = float(env_value(env, "max_other") or "0.25")
     wanted = (env_value(env, "rows") or "").split()
-    env = [l for l in env if not l.startswith(("max_other:", "pool:", "dbthreads:", "rows:"))]
+    env = [l for l in env if not l.startswith(("max_other:", "pool:", "dbthreads:", "pipeline:", "rows:"))]
 
     def stat(key, field, agg=median):
         rs = runs.get(key)
@@ -147,6 +148,7 @@ def main():
                            f"p99 no worse on {n_p99_ok} of {n_p99}; server CPU per query ratio "
                            + ("; ".join(cpu_lines) if cpu_lines else "not measured (no queries20 row)"))
     md += ["", f"Squall at db.pool_size = {pool}" + ("" if dbthreads == "-" else f", db.threads = {dbthreads}")
+           + ("" if pipeline == "1" else f", db.pipeline = {pipeline}")
            + (" (each of its 2 workers driving half of them on its own loop)" if dbthreads == "0"
               else " (connections shared by its 2 workers)")
            + "; nginx-lua at the pool size (idle connections kept per "

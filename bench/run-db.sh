@@ -9,6 +9,7 @@
 #                   main rows: route[N]-connections; N = ?queries=N
 #   DURATION=5 WARMUP=1 REPEAT=3 THREADS=1 (wrk -t)
 #   POOL=4          Squall's db.pool_size on the main rows;  DBTHREADS=  its db.threads there (unset)
+#   PIPELINE=       Squall's db.pipeline on every run (unset: the binary's default, 1)
 #   NGINX_POOLS="4 16 32"   nginx-lua's pool (set_keepalive size, per worker); each main row runs
 #                   at every size and Squall is compared with the best
 #   NGINX_BACKLOG=  when set, also connect with pool_size=POOL, backlog=N (a hard cap + queue)
@@ -26,6 +27,8 @@ QUIET_SAMPLE=${QUIET_SAMPLE:-0.5}     # idleness sample before each run (run.sh:
 THREADS=${THREADS:-1}                  # wrk threads
 POOL=${POOL:-4}
 DBTHREADS=${DBTHREADS:-}
+PIPELINE=${PIPELINE:-}
+if [ -n "$PIPELINE" ]; then export SQUALL_BENCH_PIPELINE=$PIPELINE; else unset SQUALL_BENCH_PIPELINE; fi
 NGINX_POOLS=${NGINX_POOLS:-"4 16 32"}
 NGINX_BACKLOG=${NGINX_BACKLOG:-}
 POOLS=${POOLS:-"2 4 8 16"}
@@ -368,8 +371,9 @@ done
   echo "pool: $POOL"
   echo "rows: $ROWS"
   echo "dbthreads: $DBTHREADS"
+  echo "pipeline: ${PIPELINE:-1}"
   echo "load: wrk $(dpkg-query -W -f='${Version}' wrk) -t$THREADS, ${DURATION}s per run after ${WARMUP}s warm-up, median of $REPEAT, fresh server process per run, Squall and nginx interleaved"
-  has squall && echo "squall: build-release (CMAKE_BUILD_TYPE=Release), bench/config-db.lua: workers=2, app scripts/app.lua, db.pool_size=$POOL$([ "$DBTHREADS" = - ] || echo ", db.threads=$DBTHREADS") on the main rows ($([ "$DBTHREADS" = 0 ] && echo "each worker driving half of the connections on its own loop" || echo "connections shared by both workers"))"
+  has squall && echo "squall: build-release (CMAKE_BUILD_TYPE=Release), bench/config-db.lua: workers=2, app scripts/app.lua, db.pool_size=$POOL$([ "$DBTHREADS" = - ] || echo ", db.threads=$DBTHREADS"), db.pipeline=${PIPELINE:-1} on the main rows ($([ "$DBTHREADS" = 0 ] && echo "each worker driving half of the connections on its own loop" || echo "connections shared by both workers"))"
   has nginx && echo "nginx: $(nginx -v 2>&1 | sed 's/.*: //') + lua-nginx-module $(dpkg-deb -f "$(ls "$DEBS"/libnginx-mod-http-lua_*.deb | tail -1)" Version) + lua-resty-mysql $(awk -F'|' '$2 ~ /^ *lua-resty-mysql *$/ {gsub(/ /, "", $4); print substr($4, 1, 12)}' "$PEERS/README.md"), bench/nginx-db.conf.in: 2 workers, pool = set_keepalive size per worker (${NGINX_POOLS// /, })$([ -z "$NGINX_BACKLOG" ] || echo ", connect pool_size = pool, backlog = $NGINX_BACKLOG")"
   echo "mariadb: $(/usr/sbin/mariadbd --version 2>/dev/null | sed 's/^.*Ver //'), tools/db.sh (innodb_buffer_pool_size=128M, innodb_flush_log_at_trx_commit=2), TCP 127.0.0.1:$DB_TCP_PORT, pid $DB_PID, RSS $(awk '/^VmRSS:/ {printf "%.0f MiB", $2/1024}' "/proc/$DB_PID/status")"
   [ "$CEILING" = 1 ] && echo "ceiling: bench/dbceiling.c, the /db prepared point select in a loop on $POOL connections over the unix socket, no HTTP"
