@@ -104,26 +104,26 @@ void sq__db_pipe_fill(sq_db_conn_t *c)
          !c->kill_unsure && !c->t->stopping && sq__dbc_up(c->dbc)) {
     uv_mutex_lock(&p->lock);
     sq_db_job_t *j = c->t->nidle > 0 ? NULL : sq__db_pop(&srv->q_head, &srv->q_tail);
-    if (j) {
+    if (j)
       srv->queued--;
-      p->busy++;
-      p->piped++;
-      p->wait_ns += uv_hrtime() - j->queued_ns;
-    }
     uv_mutex_unlock(&p->lock);
     if (!j)
       return;
-    if (!sq__db_pipe_take(c, j)) {
+    int taken = sq__db_pipe_take(c, j);
+    uv_mutex_lock(&p->lock);
+    if (taken) {
+      p->busy++;
+      p->piped++;
+      p->wait_ns += uv_hrtime() - j->queued_ns;
+    } else {
       /* Not for a pipeline (not prepared here yet, a BEGIN...): back to the front, for a
        * connection that runs it on its own. */
-      uv_mutex_lock(&p->lock);
       sq__db_push_front(&srv->q_head, &srv->q_tail, j);
       srv->queued++;
-      p->busy--;
-      p->piped--;
-      uv_mutex_unlock(&p->lock);
-      return;
     }
+    uv_mutex_unlock(&p->lock);
+    if (!taken)
+      return;
   }
 }
 
@@ -273,10 +273,12 @@ void sq__db_pipe_ready(sq_db_conn_t *c, int ready)
     return;
   }
   /* Drained: a big answer's buffers are not kept by an idle connection. */
-  if (c->pipe->in.cap > SQ_PIPE_KEEP) {
+  if (c->pipe->in.cap > SQ_PIPE_KEEP)
     sq_buf_free(&c->pipe->in);
+  if (c->pipe->big.cap > 0)
     sq_buf_free(&c->pipe->big);
-  }
+  if (c->pipe->out.cap > SQ_PIPE_KEEP)
+    sq_buf_free(&c->pipe->out);
   reset(c->pipe);
   sq__db_pipe_drained(c);
 }
