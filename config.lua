@@ -43,5 +43,11 @@ return {
     -- the workers, so it needs pool_size >= workers.
     pool_size = 16,
     threads = 0,
+    -- Up to 4 statements in flight per connection when every connection is busy (docs/
+    -- database.md#pipelining): with it the same run gave 5,916 req/s on /queries?queries=20 at
+    -- 64 clients, 2.38x nginx + lua-resty-mysql at 0.32x its CPU per query, and 1.97x to 3.74x
+    -- on every database route (`PIPELINE=4 MODE=db bash bench/run.sh`). A slow statement holds
+    -- up the ones queued behind it on its connection; 1 turns it off.
+    pipeline = 4,
   },
 }

@@ -198,6 +198,7 @@ class CheckTest(unittest.TestCase):
             {"threads": 1, "init_sql": Lua("{}")},
             {"threads": 64, "pool_size": 512, "min_idle": 512},
             {"threads": 0, "pool_size": 2},   # each worker drives its own share on its loop
+            {"pipeline": 1}, {"pipeline": 64, "threads": 0, "pool_size": 2},
         ]
         for db in cases:
             with self.subTest(db=db):
@@ -209,6 +210,9 @@ class CheckTest(unittest.TestCase):
             ({"threads": 65, "pool_size": 100}, "db.threads"),
             ({"threads": 1.5}, "db.threads"),
             ({"threads": "2"}, "db.threads"),
+            ({"pipeline": 0}, "db.pipeline"),
+            ({"pipeline": 65}, "db.pipeline"),
+            ({"pipeline": 2.5}, "db.pipeline"),
             ({"max_lifetime": -1}, "db.max_lifetime"),
             ({"max_lifetime": "1h"}, "db.max_lifetime"),
             ({"idle_timeout": -0.5}, "db.idle_timeout"),
