@@ -60,7 +60,9 @@ typedef struct {
 typedef struct {
   uint32_t id;
   int nparams;
+  int ext_meta;                /* column definitions carry MariaDB's extended type info */
   int renewed;                 /* the server sent new columns: Connector/C's are out of date */
+  int unfit;                   /* ... with a FLOAT or BIT column: Connector/C's from now on */
   int ncols, cols_cap;
   sq_wire_col_t *cols;
   sq_buf_t names;

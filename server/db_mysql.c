@@ -81,6 +81,7 @@ struct sq_dbc_s {
   int retried;
   uint64_t hash;
   int init_i;
+  int plain;                    /* no TLS: the wire code (db_pipe.c) may use the socket itself */
   /* the return values of the suspended calls */
   int irc;
   MYSQL *mrc;
@@ -360,6 +361,10 @@ static int describe(pstmt_t *ps, const char *sql, size_t len)
     if (f[k].type == MYSQL_TYPE_FLOAT || f[k].type == MYSQL_TYPE_BIT)
       return -1;
   sq_wire_stmt_t *w = &ps->wire;
+  unsigned long ext = 0;
+  mariadb_get_infov(ps->stmt->mysql, MARIADB_CONNECTION_EXTENDED_SERVER_CAPABILITIES, &ext);
+  w->ext_meta = (ext & (MARIADB_CLIENT_EXTENDED_METADATA >> 32)) != 0;
+  w->renewed = w->unfit = 0;
   w->id = (uint32_t)st->stmt_id;
   w->nparams = (int)mysql_stmt_param_count(st);
   sq__wire_stmt_columns(w, (int)ncols);
@@ -374,7 +379,7 @@ static int describe(pstmt_t *ps, const char *sql, size_t len)
 
 sq_wire_stmt_t *sq__dbc_wire_stmt(sq_dbc_t *d, const sq_db_job_t *j)
 {
-  if (j->op != SQ_DB_QUERY || j->uncached || !d->up || d->wait != W_NONE)
+  if (j->op != SQ_DB_QUERY || j->uncached || !d->up || d->wait != W_NONE || !d->plain)
     return NULL;
   sq_stmt_t *e = sq__stmt_cache_get(&d->cache, j->in.data, j->sql_len, sq__db_hash(j->in.data, j->sql_len));
   if (!e)
@@ -382,7 +387,7 @@ sq_wire_stmt_t *sq__dbc_wire_stmt(sq_dbc_t *d, const sq_db_job_t *j)
   pstmt_t *ps = e->handle;
   if (ps->wire_state == 0)
     ps->wire_state = describe(ps, j->in.data, j->sql_len);
-  if (ps->wire_state < 0 || ps->wire.nparams != j->nparams)
+  if (ps->wire_state < 0 || ps->wire.unfit || ps->wire.nparams != j->nparams)
     return NULL;
   return &ps->wire;
 }
@@ -515,6 +520,7 @@ static int advance(sq_dbc_t *d)
         return 0;
       }
       d->id = mysql_thread_id(d->my);
+      d->plain = mysql_get_ssl_cipher(d->my) == NULL;
       d->init_i = 0;
       d->step = S_INIT;
       continue;
@@ -647,6 +653,8 @@ static int advance(sq_dbc_t *d)
         d->step = S_DONE;
         continue;
       }
+      /* Connector/C may have taken new column definitions: the wire's view is read again. */
+      d->ps->wire_state = 0;
       if (mysql_stmt_field_count(d->ps->stmt) == 0) {
         d->job->res.affected_rows = mysql_stmt_affected_rows(d->ps->stmt);
         d->job->res.insert_id = mysql_stmt_insert_id(d->ps->stmt);

@@ -10,10 +10,15 @@
  * flight, and nothing is pipelined while it runs one (sq__dbc_wire_stmt says no then).
  *
  * What can be pipelined: a query whose statement is already prepared on the connection, outside
- * a transaction. A connection pipelines only when every connection of its thread is busy (an
+ * a transaction, on a connection without TLS (the wire code writes the socket's plain bytes). A connection pipelines only when every connection of its thread is busy (an
  * idle one answers sooner) and stops taking more once a KILL was aimed at it: KILL QUERY ends
  * whatever statement runs when it arrives, which may be the next one in the pipeline; that one
  * then fails with the server's "interrupted" error rather than as a timeout.
+ *
+ * A statement's columns are described from Connector/C's view when it prepared or last ran it,
+ * and from the definitions the server sends when they change (MariaDB sends them once), so each
+ * side reads the other's news (db_mysql.c: `wire_state`, `renewed`). Past max_lifetime a
+ * connection takes nothing more, so that it drains and is replaced.
  *
  * Answers come in the order of the statements. A connection lost with statements in flight
  * fails them all as lost; whether the ones after the first had run is unknown, as for any
@@ -100,6 +105,10 @@ void sq__db_pipe_fill(sq_db_conn_t *c)
 {
   sq_db_pool_t *p = pool_of(c);
   sq_db_server_t *srv = c->srv;
+  /* Past max_lifetime it takes nothing more, so that it drains and is replaced. */
+  double life = srv->cfg.max_lifetime * (1.0 - 0.1 * c->index / srv->nconns);
+  if (life > 0 && uv_hrtime() - c->opened > (uint64_t)(life * 1e9))
+    return;
   while (sq__db_pipe_n(c) > 0 && c->pipe->n < srv->cfg.pipeline && !c->killed && !c->kill_pending &&
          !c->kill_unsure && !c->t->stopping && sq__dbc_up(c->dbc)) {
     uv_mutex_lock(&p->lock);
@@ -115,13 +124,18 @@ void sq__db_pipe_fill(sq_db_conn_t *c)
       p->busy++;
       p->piped++;
       p->wait_ns += uv_hrtime() - j->queued_ns;
-    } else {
+    } else if (!p->stop) {
       /* Not for a pipeline (not prepared here yet, a BEGIN...): back to the front, for a
        * connection that runs it on its own. */
       sq__db_push_front(&srv->q_head, &srv->q_tail, j);
       srv->queued++;
     }
+    int stopped = !taken && p->stop;  /* the queue was failed meanwhile: so is this job */
     uv_mutex_unlock(&p->lock);
+    if (stopped) {
+      sq__db_job_error(j, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", "the server is shutting down");
+      sq__db_outbox_add(&c->t->out, j);
+    }
     if (!taken)
       return;
   }
@@ -206,9 +220,10 @@ static int on_packet(sq_db_conn_t *c, const unsigned char *p, size_t len)
   pp->head = (pp->head + 1) % SQ_PIPE_MAX;
   pp->n--;
   memset(&pp->rd, 0, sizeof pp->rd);
-  sq__db_job_finished(c, j);
+  int gone = j->err_class == SQ_DB_ERR_UNAVAILABLE;  /* the server said it is going away */
+  sq__db_job_finished(c, j);  /* j may be freed from here on */
   c->started = uv_hrtime();  /* the next statement's turn on the server starts about now */
-  if (j->err_class == SQ_DB_ERR_UNAVAILABLE) {  /* the server said it is going away */
+  if (gone) {
     lost(c, "the database server closed the connection");
     return -1;
   }

@@ -443,8 +443,12 @@ static void on_flush(uv_check_t *h)
 {
   sq_db_thread_t *t = h->data;
   sq__db_outbox_flush(&t->out);
-  if (t->conns[0]->srv->cfg.pipeline > 1)
+  if (t->conns[0]->srv->cfg.pipeline > 1) {
+    /* after the hand-over, so that queries its requests asked for leave now; what a failed
+     * send ended is handed over at once, not at the next tick */
     sq__db_pipe_flush_all(t);
+    sq__db_outbox_flush(&t->out);
+  }
 }
 
 /* Ends everything on this thread: the workers are gone (or, hosted, its worker is ending), so

@@ -197,7 +197,7 @@ static int read_column(sq_wire_stmt_t *st, int i, const unsigned char *p, size_t
     if (k == 4)
       name = s, st->cols[i].name_len = (uint32_t)n;
   }
-  if (!c.bad && c.p < c.end && *c.p != 0x0c)
+  if (st->ext_meta)
     get_bytes(&c, &n);  /* MARIADB_CLIENT_EXTENDED_METADATA: the type's extra name */
   get_lenenc(&c);
   get_le(&c, 2);        /* character set */
@@ -207,6 +207,8 @@ static int read_column(sq_wire_stmt_t *st, int i, const unsigned char *p, size_t
   st->cols[i].decimals = (uint8_t)get_le(&c, 1);
   if (c.bad)
     return -1;
+  if (st->cols[i].type == T_FLOAT || st->cols[i].type == 16 /* BIT */)
+    st->unfit = 1;
   st->cols[i].name_off = (uint32_t)st->names.len;
   sq_buf_append(&st->names, name, st->cols[i].name_len);
   return 0;
@@ -287,12 +289,12 @@ static int read_value(sq_db_result_t *r, sq_db_value_t *v, const sq_wire_col_t *
 static int read_row(sq_wire_reader_t *rd, const sq_wire_stmt_t *st, sq_db_result_t *r, const unsigned char *p,
                     size_t len)
 {
+  if (rd->discard)  /* a later result's row: its columns are not the statement's */
+    return 0;
   int ncols = st->ncols;
   size_t nullbytes = ((size_t)ncols + 9) / 8;
   if (len < 1 + nullbytes)
     return -1;
-  if (rd->discard)
-    return 0;
   sq_db_value_t *row = sq__db_res_add_row(r);
   const unsigned char *nulls = p + 1;
   cursor_t c = {p + 1 + nullbytes, p + len, 0};

@@ -204,6 +204,43 @@ static void new_column_definitions_replace_the_statements_own(void)
   sq__wire_stmt_free(&st);
 }
 
+static void extended_type_info_is_skipped_when_negotiated_even_when_it_looks_like_the_fixed_part(void)
+{
+  /* A LINESTRING column's extended info is 12 bytes ("\0\nlinestring"): its length prefix is
+   * 0x0c, the same byte that starts the fixed part. Only the negotiated capability tells. */
+  static const unsigned char types[] = {3};
+  sq_wire_stmt_t st = stmt_of(types, NULL, NULL, 1);
+  st.ext_meta = 1;
+  sq_db_job_t *j = sq_db_job_new(SQ_DB_QUERY);
+  sq_wire_reader_t rd = {0};
+  static const char def[] = "\x03" "def" "\x01s" "\x01t" "\x01t" "\x01g" "\x01g"
+                            "\x0c" "\x00\x0alinestring"
+                            "\x0c\x3f\x00\x00\x00\x00\x04\xff\x90\x00\x00" "\x00\x00";
+  const char *pkts[] = {"\x01\x01", def, "\xfe\x00\x00\x02\x00", "\xfe\x00\x00\x02\x00"};
+  size_t lens[] = {2, LEN(def), 5, 5};
+  CHECK(feed(&rd, &st, j, pkts, lens, 4) == 1);
+  CHECK(st.ncols == 1 && st.cols[0].type == 255 && st.cols[0].flags == 0x90);
+  CHECK(st.cols[0].name_len == 1 && st.names.data[st.cols[0].name_off] == 'g');
+  sq_db_job_free(j);
+  sq__wire_stmt_free(&st);
+}
+
+static void a_float_column_in_new_definitions_makes_the_statement_unfit(void)
+{
+  static const unsigned char types[] = {3};
+  sq_wire_stmt_t st = stmt_of(types, NULL, NULL, 1);
+  sq_db_job_t *j = sq_db_job_new(SQ_DB_QUERY);
+  sq_wire_reader_t rd = {0};
+  static const char def[] = "\x03" "def" "\x00\x00\x00\x01" "f" "\x00"
+                            "\x0c\x3f\x00\x0c\x00\x00\x00\x04\x00\x00\x1f" "\x00\x00";
+  const char *pkts[] = {"\x01\x01", def, "\xfe\x00\x00\x02\x00", "\xfe\x00\x00\x02\x00"};
+  size_t lens[] = {2, LEN(def), 5, 5};
+  CHECK(feed(&rd, &st, j, pkts, lens, 4) == 1);
+  CHECK(st.unfit && st.renewed);
+  sq_db_job_free(j);
+  sq__wire_stmt_free(&st);
+}
+
 static void results_after_the_first_are_read_and_dropped(void)
 {
   sq_wire_stmt_t st = {0};
@@ -273,6 +310,8 @@ int main(void)
   RUN(rows_decode_integers_strings_and_nulls_as_connector_c_binds_them);
   RUN(dates_and_times_come_out_as_connector_c_formats_them);
   RUN(new_column_definitions_replace_the_statements_own);
+  RUN(extended_type_info_is_skipped_when_negotiated_even_when_it_looks_like_the_fixed_part);
+  RUN(a_float_column_in_new_definitions_makes_the_statement_unfit);
   RUN(results_after_the_first_are_read_and_dropped);
   RUN(malformed_answers_are_refused_not_read_past);
   sq_db_job_spares_free();

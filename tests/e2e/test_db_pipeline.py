@@ -204,6 +204,23 @@ class PipelineOnOneConnectionTest(dbharness.DbServerTestCase):
         self.assertEqual(after["errors"], before["errors"], (before, after))
         self.assertGreaterEqual(after["pipelined"] - before["pipelined"], 1, (before, after))
 
+    def test_columns_that_changed_type_under_a_transaction_are_read_right_by_the_pipeline_after_it(self):
+        # Inside a transaction Connector/C runs the statement and takes the new column types;
+        # the server sends them once, so the wire code must learn them from Connector/C.
+        t = unique_name("pipe_alter")
+        sel = "SELECT id, v, 'x' AS tail FROM %s WHERE id = ?" % t
+        self.database.sql("CREATE TABLE %s (id INT PRIMARY KEY, v INT); INSERT INTO %s VALUES (1, 5)" % (t, t))
+        try:
+            for _ in range(2):
+                self.assertEqual(self.sql(sel, 1)["rows"], [{"id": 1, "v": 5, "tail": "x"}])
+            self.database.sql("ALTER TABLE %s MODIFY v BIGINT; UPDATE %s SET v = 1099511627776" % (t, t))
+            doc = self.assertJson(self.post("/tx/sql", {"sql": sel, "params": [1]}), 200)
+            self.assertEqual(doc["rows"], [{"id": 1, "v": 1099511627776, "tail": "x"}])
+            for _ in range(2):
+                self.assertEqual(self.sql(sel, 1)["rows"], [{"id": 1, "v": 1099511627776, "tail": "x"}])
+        finally:
+            self.database.sql("DROP TABLE IF EXISTS %s" % t)
+
     def test_a_connection_lost_with_statements_in_flight_fails_them_and_the_next_one_reconnects(self):
         tag = "pipe_lost_%d" % os.getpid()
         self.warm(tag)

@@ -153,6 +153,15 @@ app:post("/types/large-twice", function(req)
   return out
 end)
 
+-- POST /tx/sql {"sql": ..., "params": [...]}: one statement inside a transaction (its statements
+-- run one at a time on the pinned connection, through Connector/C even with db.pipeline).
+app:post("/tx/sql", function(req)
+  local doc = req:json()
+  return db.transaction(function(tx)
+    return shape(tx:query(doc.sql, unpack(doc.params or {})))
+  end)
+end)
+
 -- ---- transactions --------------------------------------------------------------------------
 
 -- POST /tx/commit?t= {"rows": [[id, balance], ...]}: one transaction inserting the rows; it
