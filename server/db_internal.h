@@ -7,6 +7,7 @@
  *   db_wire.c       a prepared statement's execution as bytes: the request and its answer
  *   db_mysql.c      one connection as a non-blocking state machine (the only user of mysql.h)
  *   db_pipe.c       statements pipelined on a connection over db_wire.c, past Connector/C
+ *   db_conn.c       a pooled connection's life: connect, take jobs, finish them, drop
  *   db_pool.c       servers, database threads and their loops, scheduling and pinning
  *   db_watchdog.c   each database thread's tick: deadlines, KILL QUERY, lifetimes, idle shrink
  */
@@ -256,8 +257,16 @@ struct sq_db_pool_s {
   uint64_t queries, errors, exhausted, timeouts, piped, wait_ns, query_ns;
 };
 
-/* db_pool.c, for the watchdog and db_pipe.c; database thread. */
+/* db_conn.c, for db_pool.c, the watchdog and db_pipe.c; database thread. */
+extern const char sq__db_shutting_down[];
 int sq__db_watch(sq_db_conn_t *c, int w);
+/* Gives an idle connection its next job, and the ones after while they end at once. */
+void sq__db_feed(sq_db_conn_t *c);
+/* A connection down while its transaction is open: its statements fail, COMMIT/ROLLBACK unpin. */
+void sq__db_serve_lost_tx(sq_db_conn_t *c);
+/* Fails every job of a list into the outbox. */
+void sq__db_fail_list(sq_db_job_t *j, sq_db_outbox_t *out, int cls, unsigned code, const char *state,
+                      const char *msg);
 /* Accounts for a job that ended on `c` (a timeout when `c` had a KILL out for it) and hands it
  * over; c->started is when it began. */
 void sq__db_job_finished(sq_db_conn_t *c, sq_db_job_t *j);

@@ -133,7 +133,7 @@ void sq__db_pipe_fill(sq_db_conn_t *c)
     int stopped = !taken && p->stop;  /* the queue was failed meanwhile: so is this job */
     uv_mutex_unlock(&p->lock);
     if (stopped) {
-      sq__db_job_error(j, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", "the server is shutting down");
+      sq__db_job_error(j, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", sq__db_shutting_down);
       sq__db_outbox_add(&c->t->out, j);
     }
     if (!taken)
