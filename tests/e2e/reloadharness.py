@@ -208,6 +208,19 @@ class ReloadTestCase(unittest.TestCase):
         if server is not None and server.running():
             server.stop()
 
+    def assertServesSoon(self, body, path="/v", timeout=2.0):
+        """After a reload: the verdict is recorded before each worker switches to the new
+        generation (a wake-up of its loop), so a request sent the moment the status says so may
+        still meet the old one. Polls until the new body is served, then checks it as
+        assertServes does."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = self.server.request("GET", path)
+            if (r.status, r.body) == (200, body.encode()):
+                break
+            time.sleep(0.005)
+        self.assertServes(body, path)
+
     def assertServes(self, body, path="/v"):
         r = self.server.request("GET", path)
         self.assertEqual((r.status, r.body), (200, body.encode()),
