@@ -21,7 +21,6 @@ static sq_db_pool_t *pool_of(sq_db_conn_t *c) { return c->t->pool; }
 /* ---- sockets ----------------------------------------------------------------------------- */
 
 static void on_poll(uv_poll_t *h, int status, int events);
-static int watch(sq_db_conn_t *c, int w) { return sq__db_watch(c, w); }
 
 static void on_poll_closed(uv_handle_t *h) { free(h); }
 
@@ -268,6 +267,14 @@ void sq__db_job_finished(sq_db_conn_t *c, sq_db_job_t *j)
 }
 
 /* After its job (or its pipeline's last): idle again, or dropped, or replaced. */
+int sq__db_conn_expired(const sq_db_conn_t *c, uint64_t now)
+{
+  /* The spread keeps the connections opened together at start-up from all being replaced at
+   * the same moment. `now` may be a reading from before `opened` (the watchdog's tick). */
+  double life = c->srv->cfg.max_lifetime * (1.0 - 0.1 * c->index / c->srv->nconns);
+  return life > 0 && now > c->opened && now - c->opened > (uint64_t)(life * 1e9);
+}
+
 static void after_jobs(sq_db_conn_t *c)
 {
   sq_db_pool_t *p = pool_of(c);
@@ -281,10 +288,8 @@ static void after_jobs(sq_db_conn_t *c)
       sq__db_serve_lost_tx(c);
     return;
   }
-  /* Recycled between jobs, never inside a transaction; the spread keeps the connections opened
-   * together at start-up from all being replaced at the same moment. */
-  double life = c->srv->cfg.max_lifetime * (1.0 - 0.1 * c->index / c->srv->nconns);
-  if (life > 0 && !pinned && uv_hrtime() - c->opened > (uint64_t)(life * 1e9)) {
+  /* Recycled between jobs, never inside a transaction. */
+  if (!pinned && sq__db_conn_expired(c, uv_hrtime())) {
     sq__db_conn_drop(c, 0);
     sq__db_conn_open(c);
   }
@@ -355,7 +360,7 @@ void sq__db_feed(sq_db_conn_t *c)
     c->started = now;
     int w = sq__dbc_run(c->dbc, j);
     if (w) {
-      if (watch(c, w) == 0)
+      if (sq__db_watch(c, w) == 0)
         return;
       sq__dbc_cont(c->dbc, 0);
     }
@@ -367,7 +372,7 @@ void sq__db_feed(sq_db_conn_t *c)
 void sq__db_conn_finish(sq_db_conn_t *c, int w)
 {
   if (w) {
-    if (watch(c, w) == 0)
+    if (sq__db_watch(c, w) == 0)
       return;
     sq__db_conn_finish(c, sq__dbc_cont(c->dbc, 0));  /* cannot poll it: end it as lost */
     return;
@@ -381,7 +386,7 @@ void sq__db_conn_finish(sq_db_conn_t *c, int w)
   if (c->state == SQ_CONN_IDLE) {
     /* An idle connection is polled for reading too: the server closing it (a restart, its
      * wait_timeout) shows at once, instead of as the next query's failure. */
-    watch(c, SQ_DBC_READ);
+    sq__db_watch(c, SQ_DBC_READ);
     sq__db_feed(c);
   }
 }
@@ -390,7 +395,7 @@ void sq__db_pipe_drained(sq_db_conn_t *c)
 {
   after_jobs(c);
   if (c->state == SQ_CONN_IDLE) {
-    watch(c, SQ_DBC_READ);
+    sq__db_watch(c, SQ_DBC_READ);
     sq__db_feed(c);
   }
 }

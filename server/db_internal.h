@@ -40,6 +40,9 @@ void sq__db_push_front(sq_db_job_t **head, sq_db_job_t **tail, sq_db_job_t *j);
 
 /* ---- the wire (db_wire.c) ---------------------------------------------------------------- */
 
+/* The longest protocol packet; a payload that long continues in the next packet. */
+#define SQ_WIRE_MAX_PACKET 0xffffffu
+
 typedef struct {
   unsigned year, month, day, hour, minute, second;
   unsigned long second_part;
@@ -260,6 +263,8 @@ struct sq_db_pool_s {
 /* db_conn.c, for db_pool.c, the watchdog and db_pipe.c; database thread. */
 extern const char sq__db_shutting_down[];
 int sq__db_watch(sq_db_conn_t *c, int w);
+/* Past its db.max_lifetime (spread a little per connection): to be replaced between jobs. */
+int sq__db_conn_expired(const sq_db_conn_t *c, uint64_t now);
 /* Gives an idle connection its next job, and the ones after while they end at once. */
 void sq__db_feed(sq_db_conn_t *c);
 /* A connection down while its transaction is open: its statements fail, COMMIT/ROLLBACK unpin. */

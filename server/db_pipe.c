@@ -33,7 +33,6 @@
 #include <sys/socket.h>
 
 #define SQ_PIPE_MAX 64
-#define MAX_PACKET 0xffffffu
 #define SQ_PIPE_KEEP (64u * 1024u)
 
 struct sq_db_pipe_s {
@@ -105,10 +104,8 @@ void sq__db_pipe_fill(sq_db_conn_t *c)
 {
   sq_db_pool_t *p = pool_of(c);
   sq_db_server_t *srv = c->srv;
-  /* Past max_lifetime it takes nothing more, so that it drains and is replaced. */
-  double life = srv->cfg.max_lifetime * (1.0 - 0.1 * c->index / srv->nconns);
-  if (life > 0 && uv_hrtime() - c->opened > (uint64_t)(life * 1e9))
-    return;
+  if (sq__db_conn_expired(c, uv_hrtime()))
+    return;  /* it takes nothing more, so that it drains and is replaced */
   while (sq__db_pipe_n(c) > 0 && c->pipe->n < srv->cfg.pipeline && !c->killed && !c->kill_pending &&
          !c->kill_unsure && !c->t->stopping && sq__dbc_up(c->dbc)) {
     uv_mutex_lock(&p->lock);
@@ -253,10 +250,10 @@ static void read_in(sq_db_conn_t *c)
         break;
       pp->parsed += 4 + len;
       int rc;
-      if (len == MAX_PACKET || pp->big.len) {
+      if (len == SQ_WIRE_MAX_PACKET || pp->big.len) {
         /* a packet of 16 MiB or more: its pieces until a shorter one */
         sq_buf_append(&pp->big, h + 4, len);
-        if (len == MAX_PACKET)
+        if (len == SQ_WIRE_MAX_PACKET)
           continue;
         rc = on_packet(c, (const unsigned char *)pp->big.data, pp->big.len);
         pp->big.len = 0;

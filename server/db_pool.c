@@ -30,7 +30,6 @@
 #include "log.h"
 
 const char sq__db_shutting_down[] = "the server is shutting down";
-#define SHUTTING_DOWN sq__db_shutting_down
 
 /* ---- threads ----------------------------------------------------------------------------- */
 
@@ -54,14 +53,14 @@ static void stop_thread(sq_db_thread_t *t)
   t->stopping = 1;
   for (int i = 0; i < t->nconns + t->pool->nservers; i++) {
     sq_db_conn_t *c = i < t->nconns ? t->conns[i] : &t->sides[i - t->nconns];
-    sq__db_pipe_fail(c, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", SHUTTING_DOWN);
+    sq__db_pipe_fail(c, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", sq__db_shutting_down);
     if (c->job) {
       if (!c->side) {
         uv_mutex_lock(&t->pool->lock);
         t->pool->busy--;
         uv_mutex_unlock(&t->pool->lock);
       }
-      sq__db_job_error(c->job, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", SHUTTING_DOWN);
+      sq__db_job_error(c->job, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", sq__db_shutting_down);
       sq__db_outbox_add(&t->out, c->job);
       c->job = NULL;
     }
@@ -71,7 +70,7 @@ static void stop_thread(sq_db_thread_t *t)
     sq_db_job_t *left = c->q_head;
     c->q_head = c->q_tail = NULL;
     uv_mutex_unlock(&t->pool->lock);
-    sq__db_fail_list(left, &t->out, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", SHUTTING_DOWN);
+    sq__db_fail_list(left, &t->out, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", sq__db_shutting_down);
   }
   sq__db_outbox_flush(&t->out);
   uv_close((uv_handle_t *)&t->wake, NULL);  /* the connections' polls went with the drops */
@@ -290,7 +289,7 @@ void sq_db_pool_cancel(sq_db_pool_t *p)
   }
   uv_mutex_unlock(&p->lock);
   sq_db_outbox_t out = {0};
-  sq__db_fail_list(left, &out, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", SHUTTING_DOWN);
+  sq__db_fail_list(left, &out, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", sq__db_shutting_down);
   sq__db_outbox_flush(&out);
   sq__db_outbox_free(&out);
   if (!already)
@@ -362,7 +361,7 @@ int sq_db_submit(sq_db_pool_t *p, sq_db_job_t *j)
     uv_mutex_unlock(&p->lock);
     sq_db_outbox_t out = {0};
     j->next = NULL;
-    sq__db_fail_list(j, &out, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", SHUTTING_DOWN);
+    sq__db_fail_list(j, &out, SQ_DB_ERR_UNAVAILABLE, 2013, "08S01", sq__db_shutting_down);
     sq__db_outbox_flush(&out);
     sq__db_outbox_free(&out);
     return 0;

@@ -97,8 +97,7 @@ static void check_conn(sq_db_conn_t *c, uint64_t now)
   case SQ_CONN_IDLE: {
     if (c->side || c->pinned)
       break;
-    double life = cfg->max_lifetime * (1.0 - 0.1 * c->index / c->srv->nconns);
-    if (life > 0 && age(c->opened, now) > seconds_ns(life)) {
+    if (sq__db_conn_expired(c, now)) {
       sq__db_conn_drop(c, 0);
       sq__db_conn_open(c);
       break;

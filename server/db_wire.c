@@ -23,7 +23,6 @@ enum {
 #define UNSIGNED_COLUMN 32
 #define UNSIGNED_PARAM 0x80
 #define MORE_RESULTS 0x0008
-#define MAX_PACKET 0xffffffu
 
 size_t sq__db_format_time(char *out, size_t n, const sq_db_time_t *t, int type, unsigned decimals)
 {
@@ -117,7 +116,7 @@ int sq__wire_execute(sq_buf_t *out, uint32_t stmt_id, const sq_db_job_t *j)
   }
   /* 16 MiB or more would take several packets: such a job runs through Connector/C instead. */
   size_t payload = out->len - start - 4;
-  if (payload >= MAX_PACKET) {
+  if (payload >= SQ_WIRE_MAX_PACKET) {
     out->len = start;
     return -1;
   }
